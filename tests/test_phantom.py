@@ -106,3 +106,12 @@ def test_cli_phantom_with_montage(tmp_path, capsys):
     assert _tree_hash(out) == before
     assert main(["phantom", "--out", str(tmp_path / "x"), "--view", "plax"]) == 2
     assert not (tmp_path / "x").exists()
+
+
+def test_smaller_set_is_a_consistent_subset():
+    from echoaudit.data.phantom import phantom_rows
+
+    small = {r[0]: (r[1], r[2]) for r in phantom_rows(PhantomConfig(n_patients=10, videos_per_patient=2))}
+    big = {r[0]: (r[1], r[2]) for r in phantom_rows(PhantomConfig(n_patients=40, videos_per_patient=3))}
+    assert all(big[name] == v for name, v in small.items())
+    assert len({s for _, s in big.values()}) == 3

@@ -311,13 +311,17 @@ def render_video(
 
 
 def _splits(cfg: PhantomConfig) -> dict[int, str]:
-    """Patient -> split, by a seeded shuffle of patients (never a video-level split)."""
-    order = _rng(cfg.seed, 3000 + _VIEW_CODE[cfg.view]).permutation(cfg.n_patients)
-    n_train = int(round(cfg.split_fractions[0] * cfg.n_patients))
-    n_val = int(round(cfg.split_fractions[1] * cfg.n_patients))
+    """Patient -> split (never a video-level split).
+
+    Each patient's split is its own seeded draw, so patient ``p`` lands in the same split
+    whatever ``n_patients`` is: a smaller phantom set is a consistent subset of a larger one
+    (the demo workspace relies on that to match the shipped checkpoints).
+    """
+    f_train, f_val, _ = cfg.split_fractions
     out = {}
-    for rank, p in enumerate(order):
-        out[int(p)] = "TRAIN" if rank < n_train else ("VAL" if rank < n_train + n_val else "TEST")
+    for p in range(cfg.n_patients):
+        u = _rng(cfg.seed, 3000 + _VIEW_CODE[cfg.view], p).random()
+        out[p] = "TRAIN" if u < f_train else ("VAL" if u < f_train + f_val else "TEST")
     return out
 
 

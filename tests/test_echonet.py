@@ -1,0 +1,285 @@
+"""EchoNet-format reader and writer: round trip, pediatric layout, validation, atomicity."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import echoaudit.data.video as video_io
+from echoaudit.data.echonet import (
+    FILELIST_COLUMNS,
+    FOLD_SPLITS,
+    EchoNetDataset,
+    EchoNetWriter,
+    write_filelist,
+)
+from echoaudit.data.video import write_video
+from echoaudit.errors import DatasetError, VideoError
+
+T, H, W = 4, 16, 16
+
+
+def _frames(k: int) -> np.ndarray:
+    """Smooth frames (mjpeg keeps them close), different for each k. (T, H, W) float32."""
+    y, x = np.mgrid[0:H, 0:W] / (H - 1)
+    t = np.arange(T)[:, None, None] / T
+    return (0.2 + 0.6 * (0.5 + 0.5 * np.sin(2 * np.pi * (x + 0.3 * y + t + 0.1 * k)))).astype(np.float32)
+
+
+# 6 videos, 3 patients, each patient in one split.
+ROWS = [
+    # name, patient, split, ef, esv, edv, fps
+    ("v0", "P0", "TRAIN", 55.5, 40.0, 90.0, 50),
+    ("v1", "P0", "train", 60.25, math.nan, math.nan, 50),
+    ("v2", "P1", "VAL", 35.0, 70.0, 110.0, 30),
+    ("v3", "P1", "val", 12.5, math.nan, 100.0, 30),
+    ("v4", "P2", "TEST", 70.0, 20.0, 66.0, 25.5),
+    ("v5", "P2", "Test", 100.0, 0.0, 50.0, 25.5),
+]
+
+
+@pytest.fixture
+def tiny(tmp_path) -> Path:
+    root = tmp_path / "tiny"
+    with EchoNetWriter(root) as writer:
+        for k, (name, patient, split, ef, esv, edv, fps) in enumerate(ROWS):
+            path = writer.add(name, _frames(k), fps, ef=ef, esv=esv, edv=edv, split=split,
+                              patient_id=patient, view="A4C" if k < 4 else None, Seed=k)
+            assert path == root / "Videos" / f"{name}.avi" and path.is_file()
+    return root
+
+
+def test_writer_reader_round_trip(tiny):
+    # The file itself, read with the csv module: EchoNet-Dynamic header order, no ".avi".
+    with open(tiny / "FileList.csv", newline="") as f:
+        lines = list(csv.reader(f))
+    assert lines[0][:9] == FILELIST_COLUMNS and lines[0][9:] == ["PatientID", "View", "Seed"]
+    assert [r[0] for r in lines[1:]] == [r[0] for r in ROWS]
+    assert lines[2][2] == "" and lines[2][8] == "TRAIN"  # NaN ESV -> empty cell; split upper-cased
+
+    ds = EchoNetDataset.open(tiny)
+    t = ds.table
+    assert len(ds) == 6 and ds.names == ["v0", "v1", "v2", "v3", "v4", "v5"]
+    assert list(t.columns) == FILELIST_COLUMNS + ["PatientID", "View", "Seed", "path"]
+    for column in ("EF", "ESV", "EDV", "FPS"):
+        assert t[column].dtype == np.float64, column
+    for column in ("FrameHeight", "FrameWidth", "NumberOfFrames", "Seed"):
+        assert t[column].dtype == np.int64, column
+    for column in ("FileName", "Split", "PatientID", "View", "path"):
+        assert pd.api.types.is_string_dtype(t[column]), column
+    np.testing.assert_array_equal(t["EF"], [r[3] for r in ROWS])
+    np.testing.assert_array_equal(t["ESV"], [r[4] for r in ROWS])  # NaN == NaN here
+    np.testing.assert_array_equal(t["EDV"], [r[5] for r in ROWS])
+    np.testing.assert_array_equal(t["FPS"], [float(r[6]) for r in ROWS])
+    assert (t["FrameHeight"] == H).all() and (t["FrameWidth"] == W).all() and (t["NumberOfFrames"] == T).all()
+    assert t["Split"].tolist() == ["TRAIN", "TRAIN", "VAL", "VAL", "TEST", "TEST"]
+    assert t["PatientID"].tolist() == ["P0", "P0", "P1", "P1", "P2", "P2"]
+    assert t["View"].tolist() == ["A4C"] * 4 + ["unknown"] * 2
+    assert t["Seed"].tolist() == list(range(6))
+    assert t["path"].tolist() == [str((tiny / "Videos" / f"v{k}.avi").absolute()) for k in range(6)]
+    assert ds.patients.tolist() == ["P0", "P0", "P1", "P1", "P2", "P2"]
+    assert ds.ef.dtype == np.float64 and ds.ef[5] == 100.0
+    assert ds.notes == ()
+
+
+def test_splits_and_rows(tiny):
+    ds = EchoNetDataset.open(tiny)
+    assert ds.split("VAL").names == ["v2", "v3"]
+    assert ds.split("test").root == ds.root
+    assert ds.split(["train", "TEST"]).names == ["v0", "v1", "v4", "v5"]
+    assert EchoNetDataset.open(tiny, split="val").names == ["v2", "v3"]
+    sub = ds.split("TEST")
+    assert sub.row(0)["FileName"] == "v4" and sub.row("v5.avi")["EF"] == 100.0 and sub.row(-1).name == 1
+    assert ds.row("v3")["EDV"] == 100.0
+    with pytest.raises(DatasetError, match=r"split must be one or more of TRAIN, VAL, TEST.*'TRIAN'"):
+        ds.split("TRIAN")
+    with pytest.raises(DatasetError, match=r"no video named 'v9'"):
+        ds.row("v9")
+    with pytest.raises(DatasetError, match=r"row 6 is out of range for a data set of 6 videos"):
+        ds.row(6)
+    with pytest.raises(DatasetError, match=r"no video named 'v0'"):
+        sub.row("v0")  # the subset only holds its own rows
+
+
+def test_load_is_lazy_and_passes_arguments(tiny, monkeypatch):
+    calls = []
+    real = video_io.load_video
+
+    def counting(source, **kwargs):
+        calls.append((source, kwargs))
+        return real(source, **kwargs)
+
+    monkeypatch.setattr(video_io, "load_video", counting)
+    ds = EchoNetDataset.open(tiny)
+    assert calls == []  # opening decodes nothing
+    video = ds.load("v3", num_frames=4)
+    assert calls == [(ds.table.at[3, "path"], {"num_frames": 4})]
+    assert video.frames.shape == (T, H, W) and video.frames.dtype == np.float32
+    assert video.fps == pytest.approx(30)
+    # mjpeg is lossy: compare with the frames written, loosely; the other videos differ more.
+    assert np.abs(video.frames - _frames(3)).mean() < 0.03
+    assert np.abs(video.frames - _frames(0)).mean() > 0.1
+
+
+def test_hand_written_filelist_with_extensions_and_other_case(tmp_path):
+    root = tmp_path / "dyn"
+    (root / "Videos").mkdir(parents=True)
+    for k in range(3):
+        write_video(root / "Videos" / f"c{k}.avi", _frames(k), 50)
+    write_video(root / "Videos" / "stray.avi", _frames(9), 50)
+    (root / "FileList.csv").write_text(
+        "\ufefffilename,ef,Frame_Height,frameWidth,fps,number_of_frames,SPLIT,Age\n"
+        "c0.avi,50,16,16,50,4,train,3\n"
+        "c1,61.5,16,16,50,4,Val,4\n"
+        "c2.avi,44,,,50,,TEST,5.5\n"
+    )
+    ds = EchoNetDataset.open(root)
+    t = ds.table
+    assert ds.names == ["c0", "c1", "c2"]
+    assert t["Split"].tolist() == ["TRAIN", "VAL", "TEST"]
+    assert t["FrameHeight"].tolist() == [16, 16, -1] and t["NumberOfFrames"].dtype == np.int64
+    assert t["ESV"].isna().all() and t["EDV"].isna().all() and t["ESV"].dtype == np.float64
+    assert t["PatientID"].tolist() == ds.names and t["View"].tolist() == ["unknown"] * 3
+    assert t["Age"].tolist() == [3.0, 4.0, 5.5] and t["Age"].dtype == np.float64
+    assert ds.notes == ("1 video(s) in Videos/ not listed in FileList.csv: stray.avi",)
+    # write_filelist round trip: -1 and NaN come back as empty cells, path is dropped.
+    write_filelist(tmp_path / "copy", t)
+    text = (tmp_path / "copy" / "FileList.csv").read_text().splitlines()
+    assert text[0] == ",".join(FILELIST_COLUMNS + ["PatientID", "View", "Age"])
+    assert text[3] == "c2,44.0,,,,,50.0,,TEST,c2,unknown,5.5"
+
+
+def test_pediatric_layout(tmp_path):
+    root = tmp_path / "pediatric"
+    layout = {"A4C": [("a0", "0"), ("a1", "7"), ("a2", "8"), ("a3", "9")], "PSAX": [("p0", "3"), ("p1", "9.0")]}
+    for view, rows in layout.items():
+        (root / view / "Videos").mkdir(parents=True)
+        lines = ["FileName,EF,Sex,Age,Weight,Height,Split"]
+        for k, (name, fold) in enumerate(rows):
+            write_video(root / view / "Videos" / f"{name}.avi", _frames(k), 50)
+            lines.append(f"{name}.avi,{40 + k},F,{k},10.5,80,{fold}")
+        (root / view / "FileList.csv").write_text("\n".join(lines) + "\n")
+    ds = EchoNetDataset.open(root)
+    t = ds.table
+    assert ds.names == ["a0", "a1", "a2", "a3", "p0", "p1"]
+    assert t["View"].tolist() == ["A4C"] * 4 + ["PSAX"] * 2
+    assert t["Split"].tolist() == [FOLD_SPLITS[f] for f in "0789"] + ["TRAIN", "TEST"]
+    assert t["Split"].tolist() == ["TRAIN", "TRAIN", "VAL", "TEST", "TRAIN", "TEST"]
+    assert t["ESV"].isna().all() and t["EDV"].isna().all() and t["FPS"].isna().all()
+    assert (t["FrameHeight"] == -1).all() and t["FrameHeight"].dtype == np.int64
+    assert t["EF"].tolist() == [40.0, 41.0, 42.0, 43.0, 40.0, 41.0]
+    assert t["Sex"].tolist() == ["F"] * 6 and t["Age"].dtype == np.int64
+    assert t.at[5, "path"] == str((root / "PSAX" / "Videos" / "p1.avi").absolute())
+    assert ds.split("TEST").names == ["a3", "p1"]
+    assert ds.load("p0").frames.shape == (T, H, W)
+
+
+def test_broken_dataset_reports_every_problem_at_once(tmp_path):
+    root = tmp_path / "broken"
+    (root / "Videos").mkdir(parents=True)
+    for name in ("a", "b", "c", "e", "f", "zz"):  # "d" is missing, "zz" is not listed
+        write_video(root / "Videos" / f"{name}.avi", _frames(0), 50)
+    (root / "FileList.csv").write_text(
+        "FileName,EF,Split,PatientID\n"
+        "a,50,TRAIN,P1\n"      # row 1
+        "b,150,TRAIN,P2\n"     # row 2: EF out of range
+        "c,40,FOO,P3\n"        # row 3: unknown split
+        "a.avi,45,TRAIN,P4\n"  # row 4: duplicate of row 1
+        "d,30,VAL,P5\n"        # row 5: video missing
+        "e,abc,VAL,P6\n"       # row 6: EF not a number
+        "f,60,TEST,P1\n"       # row 7: P1 is also in TRAIN (row 1)
+    )
+    with pytest.raises(DatasetError) as info:
+        EchoNetDataset.open(root)
+    message = str(info.value)
+    assert "has 6 problem(s)" in message and "line = row + 1" in message
+    expected = [
+        "FileList.csv row 2 (line 3): EF 150 is outside [0, 100]",
+        "FileList.csv row 3 (line 4): Split 'FOO' is not one of TRAIN, VAL, TEST",
+        "FileName 'a' is listed 2 times: FileList.csv row 1 (line 2); FileList.csv row 4 (line 5)",
+        "FileList.csv row 5 (line 6): Videos/d.avi is listed but not present",
+        "FileList.csv row 6 (line 7): EF 'abc' is not a number",
+        "patient 'P1' is in more than one split: TRAIN (FileList.csv row 1 (line 2)); "
+        "TEST (FileList.csv row 7 (line 8))",
+        "Note: 1 video(s) in Videos/ not listed in FileList.csv: zz.avi",
+    ]
+    for text in expected:
+        assert text in message, text
+    # check_files=False skips only the file comparison.
+    with pytest.raises(DatasetError) as info:
+        EchoNetDataset.open(root, check_files=False)
+    assert "has 5 problem(s)" in str(info.value) and "d.avi" not in str(info.value)
+
+
+def test_missing_filelist_and_columns(tmp_path):
+    with pytest.raises(DatasetError, match="does not exist"):
+        EchoNetDataset.open(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match=r"missing FileList\.csv"):
+        EchoNetDataset.open(tmp_path / "empty")
+    (tmp_path / "half" / "A4C" / "Videos").mkdir(parents=True)
+    with pytest.raises(DatasetError, match=r"A4C/Videos/ has no A4C/FileList\.csv"):
+        EchoNetDataset.open(tmp_path / "half")
+    (tmp_path / "cols").mkdir()
+    (tmp_path / "cols" / "FileList.csv").write_text("FileName,ESV,split\nx,3,TRAIN\n")
+    with pytest.raises(DatasetError, match=r"lacks required columns \['EF'\]"):
+        EchoNetDataset.open(tmp_path / "cols", check_files=False)
+    (tmp_path / "cols" / "FileList.csv").write_text("FileName,EF,ef,Split\nx,3,3,TRAIN\n")
+    with pytest.raises(DatasetError, match=r"columns \['EF', 'ef'\] all mean EF"):
+        EchoNetDataset.open(tmp_path / "cols", check_files=False)
+
+
+def test_writer_failure_leaves_no_dataset(tmp_path):
+    root = tmp_path / "synthetic"
+    with pytest.raises(RuntimeError, match="generator crashed"):
+        with EchoNetWriter(root) as writer:
+            writer.add("s0", _frames(0), 30, ef=50, split="TRAIN")
+            writer.add("s1", _frames(1), 30, ef=50, split="TRAIN")
+            assert len(list((root / "Videos").iterdir())) == 2
+            raise RuntimeError("generator crashed")
+    assert not (root / "FileList.csv").exists()
+    assert not root.exists()  # the writer made the folders, so it removed them
+
+    # A folder that existed before keeps what it had; only this writer's videos go.
+    (root / "Videos").mkdir(parents=True)
+    (root / "Videos" / "old.avi").write_bytes(b"x")
+    with pytest.raises(DatasetError, match=r"ef must be a percentage in \[0, 100\], got 150"):
+        with EchoNetWriter(root) as writer:
+            writer.add("s0", _frames(0), 30, ef=50, split="TRAIN")
+            writer.add("s1", _frames(1), 30, ef=150, split="TRAIN")
+    assert sorted(p.name for p in (root / "Videos").iterdir()) == ["old.avi"]
+    assert not (root / "FileList.csv").exists()
+    # Frames write_video refuses (RGB here) fail the same way.
+    with pytest.raises(VideoError, match=r"frames must have shape \(T, H, W\)"):
+        with EchoNetWriter(root) as writer:
+            writer.add("s0", _frames(0), 30, ef=50, split="TRAIN")
+            writer.add("s1", np.zeros((T, H, W, 3), np.float32), 30, ef=50, split="TRAIN")
+    assert sorted(p.name for p in root.rglob("*")) == ["Videos", "old.avi"]
+
+
+def test_writer_checks_rows_and_refuses_existing(tiny, tmp_path):
+    with pytest.raises(DatasetError, match="already exists; pass overwrite=True"):
+        EchoNetWriter(tiny)
+    cases = [
+        (dict(name="x", ef=50, split="FOO"), r"split must be one of TRAIN, VAL, TEST, got 'FOO'"),
+        (dict(name="x", ef=50, split="TEST", patient_id="P"), r"patient 'P' is already in split TRAIN"),
+        (dict(name="first", ef=50, split="TRAIN"), r"a video named 'first' was already added"),
+        (dict(name="../x", ef=50, split="TRAIN"), r"bare file name"),
+        (dict(name="x", ef=50, split="TRAIN", Split2=1, FPS=3), r"clash with standard FileList columns"),
+    ]
+    for kwargs, pattern in cases:
+        with pytest.raises(DatasetError, match=pattern):
+            with EchoNetWriter(tmp_path / "w") as writer:
+                writer.add("first", _frames(0), 30, ef=50, split="TRAIN", patient_id="P")
+                writer.add(kwargs.pop("name"), _frames(1), 30, **kwargs)
+        assert not (tmp_path / "w").exists()
+    # overwrite=True replaces the listed set.
+    with EchoNetWriter(tiny, overwrite=True) as writer:
+        writer.add("new", _frames(0), 30, ef=20.0, split="TEST")
+    ds = EchoNetDataset.open(tiny)
+    assert ds.names == ["new"] and len(ds.notes) == 1 and "6 video(s)" in ds.notes[0]

@@ -1,0 +1,110 @@
+"""Tests of echoaudit.audit.temporal: summaries by hand, correlation against numpy, a drift simulation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from echoaudit.audit.temporal import consistency_summary, embedding_correlation, summarise_curves
+
+
+@pytest.mark.parametrize(
+    "curve, drop_at, first_drop",
+    [
+        ([1.0, 0.9, 0.6, 0.4, 0.7], 0.5, 3),
+        ([1.0, 0.9, 0.6, 0.4, 0.7], 0.3, None),
+        ([1.0, 0.9, 0.6, 0.4, 0.7], 1.0, 1),
+        ([1.0, 0.9, 0.6, 0.4, 0.7], 0.6, 3),  # strictly under: 0.6 is not a drop
+        ([0.2], 0.5, 0),
+    ],
+)
+def test_consistency_summary_by_hand(curve, drop_at, first_drop):
+    s = consistency_summary(np.array(curve), drop_at=drop_at)
+    assert s["first_drop"] == first_drop
+    assert s["mean"] == pytest.approx(np.mean(curve)) and s["min"] == min(curve)
+    assert s["n_frames"] == len(curve)
+
+
+def test_consistency_summary_toy_numbers():
+    s = consistency_summary([1.0, 0.9, 0.6, 0.4, 0.7])
+    assert s == {"n_frames": 5, "mean": pytest.approx(0.72), "min": 0.4, "first_drop": 3}
+
+
+def test_embedding_correlation_matches_numpy_corrcoef():
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(12, 16)).astype(np.float32)
+    r = embedding_correlation(emb)
+    ref = np.corrcoef(emb.astype(np.float64))[0]
+    assert r.shape == (12,) and r.dtype == np.float64
+    np.testing.assert_allclose(r, ref, atol=1e-12)
+    assert r[0] == 1.0
+    # Pearson correlation ignores per-frame gain and offset
+    scaled = emb * rng.uniform(0.5, 3.0, size=(12, 1)) + rng.normal(size=(12, 1))
+    np.testing.assert_allclose(embedding_correlation(scaled), r, atol=1e-6)
+    # an anti-correlated frame gives -1
+    assert embedding_correlation(np.stack([emb[0], -emb[0]]))[1] == pytest.approx(-1.0)
+
+
+def test_embedding_correlation_constant_frames():
+    emb = np.array([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0], [3.0, 2.0, 1.0]])
+    r = embedding_correlation(emb)
+    assert np.isnan(r[1]) and r[2] == pytest.approx(-1.0)
+    with pytest.raises(ValueError, match="first frame's embedding is constant"):
+        embedding_correlation(emb[[1, 0]])
+
+
+def test_simulation_real_stays_synthetic_drifts():
+    """A 'real' video keeps one identity plus noise; a 'synthetic' one morphs into another."""
+    rng = np.random.default_rng(2)
+    t_frames, dim = 40, 64
+    a, b = rng.normal(size=dim), rng.normal(size=dim)
+    real = a + 0.2 * rng.normal(size=(t_frames, dim))
+    w = np.linspace(0.0, 1.0, t_frames)[:, None]
+    synthetic = (1 - w) * a + w * b + 0.2 * rng.normal(size=(t_frames, dim))
+    curves = {"real_1": embedding_correlation(real), "syn_1": embedding_correlation(synthetic)}
+    table = summarise_curves(curves, {"real_1": "real", "syn_1": "synthetic"})
+    real_row, syn_row = table.iloc[0], table.iloc[1]
+    assert real_row["kind"] == "real" and real_row["min"] > 0.8 and pd.isna(real_row["first_drop"])
+    assert syn_row["kind"] == "synthetic" and syn_row["mean"] < real_row["mean"]
+    # independent vectors a, b: the morph crosses 0.5 correlation roughly half way
+    assert 10 <= syn_row["first_drop"] <= 30
+    assert syn_row["first_drop"] == int(np.flatnonzero(curves["syn_1"] < 0.5)[0])
+
+
+def test_summarise_curves_table():
+    curves = {"b": np.array([1.0, 0.3]), "a": np.array([1.0, 0.9, 0.8]), "c": np.array([0.9, 0.1, 0.95])}
+    kind = {"a": "synthetic", "b": "real", "c": "real"}
+    df = summarise_curves(curves, kind, drop_at=0.5)
+    assert df.columns.tolist() == ["name", "kind", "n_frames", "mean", "min", "first_drop"]
+    assert df["name"].tolist() == ["b", "c", "a"]  # real first, then by name
+    assert df["n_frames"].tolist() == [2, 3, 3]
+    assert df["first_drop"].tolist()[:2] == [1, 1] and pd.isna(df["first_drop"].iloc[2])
+    assert str(df["first_drop"].dtype) == "Int64"
+    assert df["mean"].tolist() == pytest.approx([0.65, 1.95 / 3, 0.9])
+
+
+# ------------------------------------------------------------------ errors
+
+
+def test_errors():
+    with pytest.raises(ValueError, match=r"curve must be a non-empty 1-D array \(T,\), got shape \(2, 2\)"):
+        consistency_summary(np.ones((2, 2)))
+    with pytest.raises(ValueError, match=r"curve must be a non-empty 1-D array \(T,\), got shape \(0,\)"):
+        consistency_summary([])
+    with pytest.raises(ValueError, match=r"1 NaN/inf value\(s\)"):
+        consistency_summary([1.0, np.nan])
+    with pytest.raises(ValueError, match=r"outside \[-1, 1\], e.g. \[1.5\]"):
+        consistency_summary([1.0, 1.5])
+    with pytest.raises(ValueError, match=r"drop_at must be in \[-1, 1\], got 2.0"):
+        consistency_summary([1.0], drop_at=2.0)
+    with pytest.raises(ValueError, match=r"embeddings must be a \(T, D\) array .* got shape \(5,\)"):
+        embedding_correlation(np.ones(5))
+    with pytest.raises(ValueError, match=r"embeddings has 1 NaN/inf"):
+        embedding_correlation(np.array([[1.0, 2.0], [np.inf, 1.0]]))
+    with pytest.raises(ValueError, match=r"without a kind: \['y'\], kind without a curve: \['z'\]"):
+        summarise_curves({"x": [1.0], "y": [1.0]}, {"x": "real", "z": "real"})
+    with pytest.raises(ValueError, match=r"kind values must be one of \['real', 'synthetic'\]; \['x'\] have \['fake'\]"):
+        summarise_curves({"x": [1.0]}, {"x": "fake"})
+    with pytest.raises(ValueError, match=r"curves\['x'\] has 1 value\(s\) outside"):
+        summarise_curves({"x": [1.0, -3.0]}, {"x": "real"})
