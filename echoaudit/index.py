@@ -1,0 +1,648 @@
+"""The FAISS embedding index: vectors of frames/videos plus one metadata row per vector,
+searched by inner product, saved atomically with a fingerprint of what built it.
+
+Layout of a saved index folder (the folder belongs to the index; ``save`` replaces it whole)::
+
+    index.faiss       the FAISS index (always the CPU form, also when searched on a GPU)
+    metadata.parquet  one row per vector, row i describes vector id i
+    index.json        format, kind, resolved parameters, config, fingerprint, dim, ntotal,
+                      and the size + sha256 of the two files above (corruption check)
+
+Backends follow the FiftyOne-brain pattern: a tiny private interface (``_Backend``: make an
+empty FAISS index, set its search parameters) and a registry by name (``BACKENDS``);
+``IndexConfig(kind=...)`` with an unknown name lists the choices.
+
+Scores: the index normalises stored and query vectors itself, then ranks by inner product.
+``metric="ip"`` applies :func:`l2_normalize`, so the score is the cosine similarity;
+``metric="pearson"`` applies :func:`center_normalize`, so the score is the Pearson
+correlation (the EchoNet-Synthetic scorer). Both normalisations are idempotent: vectors
+normalised beforehand give the same result.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, ClassVar
+
+import faiss
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from .errors import CheckpointError, EchoAuditError, IndexMismatchError
+from .fileio import atomic_dir, sha256_file, write_json
+
+__all__ = [
+    "IndexConfig",
+    "EmbeddingIndex",
+    "BACKENDS",
+    "METRICS",
+    "AUTO_FLAT_MAX",
+    "build_index_resumable",
+    "center_normalize",
+    "l2_normalize",
+]
+
+FORMAT_VERSION = 1
+# Exact search of 1000 queries over 1M x 128 takes seconds on two cores; beyond that an
+# approximate index pays for itself (see bench/index_scale.py).
+AUTO_FLAT_MAX = 1_000_000
+METRICS = ("ip", "pearson")
+_FILES = ("index.faiss", "metadata.parquet", "index.json")
+_PARTIAL = "partial"
+_FIX = "rebuild the index with `echoaudit index ...`"
+# GPU FAISS answers at most this many neighbours per query; larger k is searched on the CPU.
+_GPU_MAX_K = 2048
+
+
+# --------------------------------------------------------------------------- vectors
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm: ``x_i / ||x_i||``.
+
+    Args:
+        x: (N, D) or (D,) array, any real dtype.
+    Returns:
+        float32 array of the same shape. All-zero rows stay zero (their inner product with
+        anything is 0), instead of turning into NaN.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
+
+
+def center_normalize(x: np.ndarray) -> np.ndarray:
+    """Rows centred on their own mean, then L2-normalised: ``(x_i - mean(x_i)) / ||x_i - mean(x_i)||``.
+
+    The Pearson correlation of two vectors is the inner product of their centred,
+    L2-normalised versions::
+
+        r(a, b) = sum_j (a_j - a_mean)(b_j - b_mean) / (||a - a_mean|| ||b - b_mean||)
+                = <center_normalize(a), center_normalize(b)>
+
+    so an exact FAISS inner-product search (``kind="flat"``) over centre-normalised vectors
+    returns, for each query, the training vectors of maximum Pearson correlation: the
+    scorer of the published EchoNet-Synthetic privacy filter (max correlation of re-ID
+    features), computed by a nearest-neighbour search instead of a full N x M matrix.
+
+    Args:
+        x: (N, D) or (D,) array, any real dtype; D >= 2.
+    Returns:
+        float32 array of the same shape. Constant rows (correlation undefined; np.corrcoef
+        gives NaN) become all-zero rows, i.e. correlation 0 with everything.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    # Centre in float64: float32 centring of large-offset features loses digits.
+    centred = (x - x.mean(axis=-1, keepdims=True, dtype=np.float64)).astype(np.float32)
+    return l2_normalize(centred)
+
+
+_PREPROCESS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "ip": l2_normalize,
+    "pearson": center_normalize,
+}
+
+
+def _check_matrix(x, name: str, dim: int | None = None) -> np.ndarray:
+    """(N, D) finite float32 array, or an error naming what was received."""
+    arr = np.asarray(x)
+    if arr.ndim != 2:
+        hint = " (one vector: pass x.reshape(1, -1))" if arr.ndim == 1 else ""
+        raise EchoAuditError(f"{name} must be a 2-D array (N, D); got shape {arr.shape}{hint}")
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise EchoAuditError(f"{name} must hold real numbers; got dtype {arr.dtype}")
+    if arr.shape[1] < 1:
+        raise EchoAuditError(f"{name} must have at least one column; got shape {arr.shape}")
+    if dim is not None and arr.shape[1] != dim:
+        raise IndexMismatchError(
+            f"{name} have dimension {arr.shape[1]} but the index holds {dim}-d vectors: "
+            f"embed them with the model the index was built from, or {_FIX}"
+        )
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    bad = ~np.isfinite(arr).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise EchoAuditError(
+            f"{name} contain NaN or infinite values in {rows.size} row(s), first rows "
+            f"{rows[:5].tolist()}; only finite values are allowed"
+        )
+    return arr
+
+
+# --------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """How to index. ``kind="auto"``: exact ``flat`` up to ``AUTO_FLAT_MAX`` (1_000_000)
+    vectors, ``ivf`` beyond.
+
+    Attributes:
+        kind: "auto" or a name in ``BACKENDS`` ("flat": exact; "ivf": inverted lists over
+            k-means cells; "hnsw": graph).
+        metric: "ip": inner product of L2-normalised vectors (= cosine); "pearson": of
+            centred, L2-normalised vectors (= Pearson correlation). The index normalises.
+        nlist: IVF cells; None = 4 * sqrt(N), at most N // 39 (k-means wants >= 39 points a cell).
+        nprobe: IVF cells visited per query; None = min(nlist, 32).
+        hnsw_m: HNSW neighbours per node.
+        ef_construction: HNSW build beam width.
+        ef_search: HNSW search beam width (raised to k when k is larger).
+        seed: IVF training seed (training sample and k-means initialisation).
+        gpu: None = use GPU FAISS when ``faiss.get_num_gpus() > 0`` (flat and ivf only);
+            False = CPU always; True = require a GPU.
+    """
+
+    kind: str = "auto"
+    metric: str = "ip"
+    nlist: int | None = None
+    nprobe: int | None = None
+    hnsw_m: int = 32
+    ef_construction: int = 80
+    ef_search: int = 64
+    seed: int = 0
+    gpu: bool | None = None
+
+    def __post_init__(self):
+        choices = ["auto", *sorted(BACKENDS)]
+        if self.kind not in choices:
+            raise EchoAuditError(f"unknown index kind {self.kind!r}; choose one of: {', '.join(choices)}")
+        if self.metric not in METRICS:
+            raise EchoAuditError(f"unknown metric {self.metric!r}; choose one of: {', '.join(METRICS)}")
+        for name in ("nlist", "nprobe"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise EchoAuditError(f"{name} must be a positive integer or None; got {value!r}")
+        for name, low in (("hnsw_m", 2), ("ef_construction", 1), ("ef_search", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < low:
+                raise EchoAuditError(f"{name} must be an integer >= {low}; got {value!r}")
+        if self.gpu is True and faiss.get_num_gpus() == 0:
+            raise EchoAuditError("gpu=True but FAISS sees no GPU (faiss-cpu installed, or no CUDA device); use gpu=None")
+
+    def resolved_kind(self, n: int) -> str:
+        """The backend name used for ``n`` vectors."""
+        if self.kind != "auto":
+            return self.kind
+        return "flat" if n <= AUTO_FLAT_MAX else "ivf"
+
+    def use_gpu(self, kind: str) -> bool:
+        if self.gpu is False or not BACKENDS[kind].gpu_capable:
+            return False
+        return faiss.get_num_gpus() > 0
+
+
+# --------------------------------------------------------------------------- backends
+
+
+class _Backend:
+    """Private hooks of one index kind. ``make`` returns an empty CPU index (and the
+    resolved parameters to record); ``prepare`` sets the default search parameters once;
+    ``search_params`` gives per-call overrides (passed to FAISS, never stored on the
+    shared index, so concurrent searches from the app do not race)."""
+
+    name: ClassVar[str]
+    gpu_capable: ClassVar[bool] = False
+
+    @staticmethod
+    def make(dim: int, n: int, config: IndexConfig) -> tuple[faiss.Index, dict]:
+        raise NotImplementedError
+
+    @staticmethod
+    def train(index: faiss.Index, x: np.ndarray, params: dict, config: IndexConfig) -> None:
+        """Train on (a sample of) the vectors; no-op for kinds that need no training."""
+
+    @staticmethod
+    def prepare(index: faiss.Index, params: dict) -> None:
+        """Set the default search parameters on a CPU or GPU index."""
+
+    @staticmethod
+    def search_params(params: dict, k: int) -> faiss.SearchParameters | None:
+        """Parameters for one search of k neighbours, or None for the defaults."""
+        return None
+
+
+BACKENDS: dict[str, type[_Backend]] = {}
+
+
+def _register(cls: type[_Backend]) -> type[_Backend]:
+    BACKENDS[cls.name] = cls
+    return cls
+
+
+@_register
+class _Flat(_Backend):
+    name = "flat"
+    gpu_capable = True
+
+    @staticmethod
+    def make(dim, n, config):
+        return faiss.IndexFlatIP(dim), {}
+
+
+@_register
+class _IVF(_Backend):
+    name = "ivf"
+    gpu_capable = True
+
+    @staticmethod
+    def make(dim, n, config):
+        nlist = config.nlist or max(1, min(round(4 * math.sqrt(n)), n // 39))
+        if nlist > n:
+            raise EchoAuditError(f"nlist={nlist} exceeds the number of vectors ({n}); use nlist <= {n} or kind='flat'")
+        nprobe = min(nlist, config.nprobe or 32)
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.cp.seed = config.seed
+        index.cp.spherical = True  # centroids on the unit sphere suit inner-product cells
+        # We subsample ourselves (seeded); stop FAISS from subsampling again or printing
+        # its "please provide at least 39*K points" warning to stderr.
+        index.cp.min_points_per_centroid = 1
+        index.cp.max_points_per_centroid = 1 << 30
+        return index, {"nlist": nlist, "nprobe": nprobe}
+
+    @staticmethod
+    def train(index, x, params, config):
+        # 50 points a cell is plenty for k-means and bounds training time at large N.
+        n_train = min(len(x), 50 * params["nlist"])
+        if n_train < len(x):
+            rows = np.sort(np.random.default_rng(config.seed).choice(len(x), n_train, replace=False))
+            x = x[rows]
+        index.train(x)
+
+    @staticmethod
+    def prepare(index, params):
+        index.nprobe = params["nprobe"]
+
+
+@_register
+class _HNSW(_Backend):
+    name = "hnsw"
+
+    @staticmethod
+    def make(dim, n, config):
+        index = faiss.IndexHNSWFlat(dim, config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = config.ef_construction
+        return index, {"hnsw_m": config.hnsw_m, "ef_construction": config.ef_construction,
+                       "ef_search": config.ef_search}
+
+    @staticmethod
+    def prepare(index, params):
+        index.hnsw.efSearch = params["ef_search"]
+
+    @staticmethod
+    def search_params(params, k):
+        # The beam must hold at least k candidates to return k good neighbours.
+        return faiss.SearchParametersHNSW(efSearch=k) if k > params["ef_search"] else None
+
+
+def _to_gpu(index: faiss.Index) -> faiss.Index:
+    res = faiss.StandardGpuResources()
+    gpu = faiss.index_cpu_to_gpu(res, 0, index)
+    gpu._echoaudit_res = res  # keep the resources alive as long as the index
+    return gpu
+
+
+# --------------------------------------------------------------------------- index
+
+
+def _normalize_fingerprint(fp: dict) -> dict:
+    """The form a fingerprint has after a JSON round trip (tuples -> lists, keys -> str)."""
+    if not isinstance(fp, dict):
+        raise EchoAuditError(f"fingerprint must be a dict (e.g. {{'reid': sha256}}); got {type(fp).__name__}")
+    return json.loads(json.dumps(fp, sort_keys=True, default=str))
+
+
+def _fingerprint_diff(expected: dict, found: dict) -> list[str]:
+    """One line per key of ``expected`` whose value differs in ``found``."""
+    lines = []
+    for key in sorted(expected):
+        want, have = expected[key], found.get(key, "<missing>")
+        if want != have:
+            lines.append(f"  {key}: index built with {have!r}, expected {want!r}")
+    return lines
+
+
+class EmbeddingIndex:
+    """A FAISS index of ``ntotal`` vectors of dimension ``dim`` plus their metadata.
+
+    Attributes:
+        dim: vector dimension D.
+        ntotal: number of vectors N; vector ids are 0..N-1.
+        metadata: pd.DataFrame with N rows (RangeIndex), row i describes vector id i
+            (e.g. video, patient, frame, split, ef, view: whatever the caller gave).
+        fingerprint: what the vectors were made from, e.g. {"vae": sha, "reid": sha,
+            "data": sha, "embed_dim": 128}; ``load`` checks it.
+        config: the IndexConfig it was built with.
+        kind: the backend actually used ("flat", "ivf", "hnsw"; never "auto").
+        params: resolved backend parameters (e.g. nlist, nprobe).
+    """
+
+    def __init__(self, cpu_index: faiss.Index, metadata: pd.DataFrame, *, fingerprint: dict,
+                 config: IndexConfig, kind: str, params: dict):
+        self._cpu = cpu_index
+        self._gpu = _to_gpu(cpu_index) if config.use_gpu(kind) else None
+        for index in (self._cpu, self._gpu):
+            if index is not None:
+                BACKENDS[kind].prepare(index, params)
+        self.metadata = metadata
+        self.fingerprint = fingerprint
+        self.config = config
+        self.kind = kind
+        self.params = params
+
+    @property
+    def dim(self) -> int:
+        return int(self._cpu.d)
+
+    @property
+    def ntotal(self) -> int:
+        return int(self._cpu.ntotal)
+
+    @property
+    def on_gpu(self) -> bool:
+        return self._gpu is not None
+
+    def __repr__(self) -> str:
+        where = "gpu" if self.on_gpu else "cpu"
+        return (f"EmbeddingIndex(kind={self.kind!r}, metric={self.config.metric!r}, dim={self.dim}, "
+                f"ntotal={self.ntotal}, {where})")
+
+    @classmethod
+    def build(cls, embeddings: np.ndarray, metadata: pd.DataFrame, *, fingerprint: dict,
+              config: IndexConfig = IndexConfig()) -> "EmbeddingIndex":
+        """Index ``embeddings``.
+
+        Args:
+            embeddings: (N, D) real array, N >= 1, finite; stored as float32 after the
+                metric's normalisation (see module docstring).
+            metadata: N rows, one per vector in the same order; its index is reset.
+            fingerprint: JSON-serialisable dict of what made the vectors.
+            config: backend choice and parameters.
+        Raises:
+            EchoAuditError: non 2-D, empty, NaN/inf embeddings; metadata of another length.
+        """
+        x = _check_matrix(embeddings, "embeddings")
+        if len(x) == 0:
+            raise EchoAuditError("embeddings are empty (0 rows); need at least one vector to index")
+        if not isinstance(metadata, pd.DataFrame):
+            raise EchoAuditError(f"metadata must be a pandas DataFrame; got {type(metadata).__name__}")
+        if len(metadata) != len(x):
+            raise EchoAuditError(
+                f"metadata has {len(metadata)} rows but there are {len(x)} embeddings; need one row per vector"
+            )
+        fingerprint = _normalize_fingerprint(fingerprint)
+        x = _PREPROCESS[config.metric](x)
+        kind = config.resolved_kind(len(x))
+        backend = BACKENDS[kind]
+        index, params = backend.make(x.shape[1], len(x), config)
+        # Trained and filled on the CPU (seeded, same result on every machine); the
+        # constructor copies it to the GPU for searching when one is there.
+        backend.train(index, x, params, config)
+        index.add(x)
+        return cls(index, metadata.reset_index(drop=True), fingerprint=fingerprint,
+                   config=config, kind=kind, params=params)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k best-scoring stored vectors for each query, best first.
+
+        Args:
+            queries: (Q, D) real array, finite, D == ``dim``.
+            k: neighbours per query, >= 1. A k above ``ntotal`` is clipped to ``ntotal``
+                (the result then has ``ntotal`` columns), so a small reference set needs
+                no special case.
+        Returns:
+            scores: (Q, min(k, ntotal)) float32 cosine similarities ("ip") or Pearson
+                correlations ("pearson"), in [-1, 1], descending along each row.
+            ids: (Q, min(k, ntotal)) int64 vector ids (rows of ``metadata``). Approximate
+                kinds may find fewer than k; missing slots hold id -1 and score -inf.
+        Raises:
+            IndexMismatchError: D differs from ``dim`` (names both).
+            EchoAuditError: k < 1, non 2-D or NaN/inf queries.
+        """
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise EchoAuditError(f"k must be an integer >= 1; got {k!r}")
+        q = _PREPROCESS[self.config.metric](_check_matrix(queries, "queries", self.dim))
+        k = int(min(k, self.ntotal))
+        index = self._gpu if self._gpu is not None and k <= _GPU_MAX_K else self._cpu
+        if len(q) == 0:
+            return np.empty((0, k), np.float32), np.empty((0, k), np.int64)
+        params = BACKENDS[self.kind].search_params(self.params, k)
+        scores, ids = index.search(q, k) if params is None else index.search(q, k, params=params)
+        scores = np.asarray(scores, np.float32)
+        ids = np.asarray(ids, np.int64)
+        scores[ids < 0] = -np.inf  # FAISS fills missing slots with -FLT_MAX
+        return scores, ids
+
+    # ---------------------------------------------------------------- persistence
+
+    def save(self, folder: str | Path) -> None:
+        """Write index.faiss, metadata.parquet and index.json into ``folder``, atomically
+        as a whole: the folder is replaced in one rename, so readers see the old index or
+        the new one, never a mix. Anything else in the folder is removed with it; a folder
+        holding files the index did not write is refused."""
+        folder = Path(folder)
+        if folder.exists():
+            if not folder.is_dir():
+                raise CheckpointError(f"index folder {folder} exists and is a file; pass a folder path")
+            foreign = sorted(p.name for p in folder.iterdir() if p.name not in (*_FILES, _PARTIAL))
+            if foreign:
+                raise CheckpointError(
+                    f"{folder} holds files that are not part of an index ({', '.join(foreign[:5])}); "
+                    "save the index into its own folder"
+                )
+        with atomic_dir(folder) as tmp:
+            faiss.write_index(self._cpu, str(tmp / "index.faiss"))
+            try:
+                self.metadata.to_parquet(tmp / "metadata.parquet", index=False)
+            except (ValueError, TypeError, ImportError) as err:  # pyarrow rejects some object columns
+                raise EchoAuditError(f"metadata cannot be written as parquet: {err}") from err
+            files = {name: {"bytes": (tmp / name).stat().st_size, "sha256": sha256_file(tmp / name)}
+                     for name in _FILES[:2]}
+            write_json(tmp / "index.json", {
+                "format_version": FORMAT_VERSION,
+                "kind": self.kind,
+                "params": self.params,
+                "config": asdict(self.config),
+                "fingerprint": self.fingerprint,
+                "dim": self.dim,
+                "ntotal": self.ntotal,
+                "files": files,
+            })
+
+    @classmethod
+    def load(cls, folder: str | Path, *, expected_fingerprint: dict | None = None) -> "EmbeddingIndex":
+        """Read an index written by ``save``.
+
+        Args:
+            folder: the index folder.
+            expected_fingerprint: if given, each of its keys must hold the same value in the
+                saved fingerprint (keys it does not name are not checked).
+        Raises:
+            IndexMismatchError: fingerprint differs (one line per key, both values, the fix).
+            CheckpointError: folder or a file missing, truncated, altered or unreadable.
+        """
+        folder = Path(folder)
+        missing = [name for name in _FILES if not (folder / name).is_file()]
+        if missing:
+            raise CheckpointError(
+                f"no complete index in {folder}: missing {', '.join(missing)}; build it with `echoaudit index ...`"
+            )
+        try:
+            info = json.loads((folder / "index.json").read_text())
+            kind, dim, ntotal = info["kind"], int(info["dim"]), int(info["ntotal"])
+            config_dict, params, files = info["config"], info["params"], info["files"]
+            fingerprint = info["fingerprint"]
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(f"{folder / 'index.json'} is corrupt ({err!r}); {_FIX}") from err
+        if info.get("format_version") != FORMAT_VERSION:
+            raise CheckpointError(
+                f"{folder} has index format {info.get('format_version')!r}, this version reads "
+                f"{FORMAT_VERSION}; {_FIX}"
+            )
+        if expected_fingerprint is not None:
+            diff = _fingerprint_diff(_normalize_fingerprint(expected_fingerprint), fingerprint)
+            if diff:
+                raise IndexMismatchError(
+                    f"the index in {folder} was built from other inputs than expected:\n"
+                    + "\n".join(diff) + f"\nFix: {_FIX}"
+                )
+        if kind not in BACKENDS:
+            raise CheckpointError(f"{folder} holds an index of kind {kind!r}, unknown here "
+                                  f"(known: {', '.join(sorted(BACKENDS))}); {_FIX}")
+        # Cheap size check first, then the hash: a truncated or altered file is named
+        # here instead of surfacing as a FAISS/parquet error or wrong search results.
+        for name, meta in files.items():
+            path = folder / name
+            if path.stat().st_size != meta["bytes"] or sha256_file(path) != meta["sha256"]:
+                raise CheckpointError(f"{path} is corrupt (size or sha256 differs from index.json); {_FIX}")
+        try:
+            index = faiss.read_index(str(folder / "index.faiss"))
+            metadata = pd.read_parquet(folder / "metadata.parquet")
+        except Exception as err:  # FAISS raises RuntimeError, parquet several kinds
+            raise CheckpointError(f"cannot read the index in {folder}: {err}; {_FIX}") from err
+        if index.d != dim or index.ntotal != ntotal or len(metadata) != ntotal:
+            raise CheckpointError(
+                f"{folder} is inconsistent: index.json says {ntotal} vectors of dim {dim}, the FAISS file "
+                f"holds {index.ntotal} of dim {index.d}, metadata has {len(metadata)} rows; {_FIX}"
+            )
+        # Whether to search on a GPU belongs to this machine, not to the saved index.
+        if config_dict.get("gpu") is True:
+            config_dict = {**config_dict, "gpu": None}
+        try:
+            config = IndexConfig(**config_dict)
+        except (TypeError, EchoAuditError) as err:
+            raise CheckpointError(f"{folder / 'index.json'} has an unusable config ({err}); {_FIX}") from err
+        return cls(index, metadata, fingerprint=fingerprint, config=config, kind=kind, params=params)
+
+
+# --------------------------------------------------------------------------- resumable build
+
+
+def _chunk_name(c: int) -> str:
+    return f"chunk_{c:06d}"
+
+
+def _read_chunk(path: Path, fingerprint: dict) -> tuple[np.ndarray, pd.DataFrame] | None:
+    """A finished chunk, or None when it is missing, unreadable or made from other inputs."""
+    try:
+        info = json.loads((path / "chunk.json").read_text())
+        if info.get("fingerprint") != fingerprint:
+            return None
+        vectors = np.load(path / "vectors.npy", allow_pickle=False)
+        metadata = pd.read_parquet(path / "metadata.parquet")
+    except Exception:  # any damage means: embed this chunk again
+        return None
+    if vectors.ndim != 2 or len(vectors) != len(metadata) or len(vectors) != info.get("rows"):
+        return None
+    return vectors, metadata
+
+
+def build_index_resumable(folder: str | Path, n_items: int,
+                          embed_fn: Callable[[int], tuple[np.ndarray, pd.DataFrame]], *,
+                          fingerprint: dict, config: IndexConfig = IndexConfig(), chunk: int = 64,
+                          progress: Callable[[float, str], None] | None = None) -> EmbeddingIndex:
+    """Embed ``n_items`` items (videos) one by one, index all their vectors, save to ``folder``.
+
+    ``embed_fn(i)`` returns (vectors (T_i, D) float, metadata with T_i rows) for item i.
+    Finished chunks of ``chunk`` items are saved under ``folder/partial/chunk_NNNNNN/``
+    (vectors.npy, metadata.parquet, chunk.json with the fingerprint; each chunk written
+    atomically). After an interruption, a second call with the same fingerprint, n_items
+    and chunk reuses the finished chunks and embeds only the rest; chunks made with
+    another fingerprint (or another n_items/chunk) are discarded and the build starts over.
+    At the end the index is built, saved (``EmbeddingIndex.save``) and partial/ removed.
+
+    Progress: a tqdm bar over items, and ``progress(frac, message)`` with frac in [0, 1]
+    (embedding fills 0..0.9, building and saving the rest).
+
+    Raises:
+        EchoAuditError: n_items < 1, chunk < 1, an item whose vectors/metadata are
+            malformed (the message names the item), or dims that differ between items.
+    """
+    if isinstance(n_items, bool) or not isinstance(n_items, (int, np.integer)) or n_items < 1:
+        raise EchoAuditError(f"n_items must be an integer >= 1; got {n_items!r}")
+    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
+        raise EchoAuditError(f"chunk must be an integer >= 1; got {chunk!r}")
+    folder = Path(folder)
+    partial = folder / _PARTIAL
+    fingerprint = _normalize_fingerprint(fingerprint)
+    manifest = {"fingerprint": fingerprint, "n_items": int(n_items), "chunk": int(chunk)}
+    note = progress or (lambda frac, msg: None)
+
+    if partial.exists():
+        try:
+            old = json.loads((partial / "manifest.json").read_text())
+        except Exception:
+            old = None
+        if old != manifest:  # other model/data/chunking: those vectors are of no use
+            shutil.rmtree(partial)
+            note(0.0, "discarded partial embeddings made from other inputs; starting over")
+    write_json(partial / "manifest.json", manifest)
+
+    n_chunks = math.ceil(n_items / chunk)
+    parts: list[tuple[np.ndarray, pd.DataFrame] | None] = [
+        _read_chunk(partial / _chunk_name(c), fingerprint) for c in range(n_chunks)
+    ]
+    done = sum(min(chunk, n_items - c * chunk) for c, p in enumerate(parts) if p is not None)
+    if done:
+        note(0.9 * (done / n_items), f"resuming: {done} of {n_items} items already embedded")
+    dim = next((p[0].shape[1] for p in parts if p is not None), None)
+
+    with tqdm(total=n_items, initial=done, desc="embedding", unit="item") as bar:
+        for c in range(n_chunks):
+            if parts[c] is not None:
+                continue
+            vecs, metas = [], []
+            for i in range(c * chunk, min((c + 1) * chunk, n_items)):
+                v, m = embed_fn(i)
+                v = _check_matrix(v, f"vectors of item {i}", dim)
+                if not isinstance(m, pd.DataFrame) or len(m) != len(v):
+                    got = len(m) if isinstance(m, pd.DataFrame) else type(m).__name__
+                    raise EchoAuditError(f"embed_fn({i}) returned {len(v)} vectors but metadata {got}; "
+                                         "need a DataFrame with one row per vector")
+                dim = v.shape[1]
+                vecs.append(v)
+                metas.append(m)
+                bar.update(1)
+                note(0.9 * ((i + 1) / n_items), f"embedded item {i + 1} of {n_items}")
+            v = np.concatenate(vecs)
+            m = pd.concat(metas, ignore_index=True)
+            with atomic_dir(partial / _chunk_name(c)) as tmp:
+                np.save(tmp / "vectors.npy", v, allow_pickle=False)
+                m.to_parquet(tmp / "metadata.parquet", index=False)
+                write_json(tmp / "chunk.json", {"fingerprint": fingerprint, "rows": len(v)})
+            parts[c] = (v, m)
+
+    note(0.9, "building the index")
+    embeddings = np.concatenate([p[0] for p in parts])
+    metadata = pd.concat([p[1] for p in parts], ignore_index=True)
+    index = EmbeddingIndex.build(embeddings, metadata, fingerprint=fingerprint, config=config)
+    note(0.95, "saving the index")
+    index.save(folder)  # replaces the folder whole, partial/ included
+    note(1.0, f"indexed {index.ntotal} vectors from {n_items} items ({index.kind})")
+    # Read back what was saved: a resumed build (metadata from parquet chunks) and an
+    # uninterrupted one (metadata from memory) then return identical objects.
+    return EmbeddingIndex.load(folder)
