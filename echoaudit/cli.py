@@ -29,7 +29,7 @@ def cmd_phantom(args) -> None:
         n_patients=args.patients, videos_per_patient=args.videos_per_patient, frames=args.frames,
         fps=args.fps, size=args.size, view=args.view, seed=args.seed,
     )
-    root = generate_phantom(args.out, cfg, overwrite=args.overwrite)
+    root = generate_phantom(args.out, cfg, overwrite=args.overwrite, workers=args.workers)
     print(f"wrote {cfg.n_patients * cfg.videos_per_patient} videos to {root}")
     if args.montage:
         _montage(root, args.montage, args.montage_videos)
@@ -85,6 +85,92 @@ def cmd_eval_vae(args) -> None:
     print(f"low-passed PSNR (sigma 1.5 px): {m['psnr_lowpass']:.2f} dB")
 
 
+# --- workspace, audit -------------------------------------------------------------------
+
+def cmd_encode(args) -> None:
+    from echoaudit.data.echonet import EchoNetDataset
+    from echoaudit.latents import encode_dataset
+    from echoaudit.models.vae import FrameVAE
+
+    _threads(args)
+    cache = encode_dataset(EchoNetDataset.open(args.data), FrameVAE.from_pretrained(args.vae), args.out,
+                           frames=args.frames, seed=args.seed)
+    print(f"wrote latents {tuple(cache.latents.shape)} to {args.out}")
+
+
+def cmd_workspace_create(args) -> None:
+    from echoaudit.build import BuildConfig, create_workspace
+    from echoaudit.engine import EngineConfig
+
+    _threads(args)
+    gens = dict(g.split("=", 1) for g in args.generator)
+    cfg = BuildConfig(n_synthetic=args.n_synthetic, steps=args.steps, seed=args.seed,
+                      engine=EngineConfig(frame_stride=args.frame_stride, index_stride=args.index_stride, k=args.k))
+    ws = create_workspace(args.workspace, data=args.data, vae=args.vae, reid=args.reid, generators=gens, cfg=cfg)
+    print(f"workspace ready: {ws.root} ({ws.manifest['build']['seconds']} s)")
+
+
+def cmd_demo(args) -> None:
+    from echoaudit.demo import build_demo_workspace
+
+    _threads(args)
+    ws = build_demo_workspace(args.workspace, assets=args.assets, rebuild=args.rebuild)
+    print(f"demo workspace ready: {ws.root}")
+
+
+def cmd_audit(args) -> None:
+    from echoaudit.audit.summary import audit_summary
+    from echoaudit.build import add_synthetic_set
+    from echoaudit.fileio import write_json
+    from echoaudit.workspace import Workspace
+
+    _threads(args)
+    ws = Workspace(args.workspace)
+    names = [args.name] if args.name else ws.synthetic_names
+    if args.synthetic:
+        if not args.name:
+            raise ValueError("--synthetic needs --name for the new set")
+        add_synthetic_set(ws, args.name, args.synthetic)
+        ws = Workspace(args.workspace)
+    out_dir = ws.root / "audit"
+    for name in names:
+        syn = ws.synthetic(name)
+        summary = audit_summary(ws.heldout_scores, ws.synthetic_scores(name), train_videos=ws.train.names,
+                                heldout_videos=ws.heldout.names, synthetic_videos=syn.names,
+                                percentile=args.percentile, rule=args.rule, score_column=args.score,
+                                roc=ws.reid_roc, n_boot=args.n_boot)
+        write_json(out_dir / f"{name}_summary.json", summary)
+        from echoaudit.audit.privacy import flag_videos
+        from echoaudit.fileio import atomic_path
+
+        scores = ws.synthetic_scores(name)
+        flags = flag_videos(scores.assign(score=scores[args.score])[["query", "train_video", "train_patient", "score"]],
+                            summary["threshold"]["value"], queries=syn.names)
+        with atomic_path(out_dir / f"{name}_flags.csv") as tmp:
+            flags.to_csv(tmp, index=False)
+        _print_summary(name, summary)
+    print(f"tables and JSON summaries in {out_dir}")
+
+
+def _print_summary(name: str, s: dict) -> None:
+    t, f = s["threshold"], s["flags"]
+    rt, rb = s["recall"]["thresholded"], s["recall"]["best_match"]
+    print(f"== {name}: {s['n_synthetic']} synthetic videos vs {s['n_train']} training videos")
+    print(f"threshold: {t['value']:.4f} [{t['low']:.4f}, {t['high']:.4f}] ({t['describe']})")
+    print(f"flagged: {f['n_flagged']}/{f['n_videos']} = {100 * f['share']:.1f} % [{100 * f['low']:.1f}, {100 * f['high']:.1f}] (Wilson)")
+    for label, r in (("recall (thresholded)", rt), ("recall (best match)", rb)):
+        print(f"{label}: synthetic {100 * r['synthetic']['recall']:.1f} %, real held-out {100 * r['heldout']['recall']:.1f} % "
+              f"on {r['n_queries']} queries each; adjusted {r['adjusted_recall']:.2f}" if r['adjusted_recall'] is not None else
+              f"{label}: synthetic {100 * r['synthetic']['recall']:.1f} %, real held-out {100 * r['heldout']['recall']:.1f} %")
+    for key, label in (("synthetic", "learned videos (synthetic)"), ("heldout", "learned videos (real held-out)")):
+        e = s["learned"][key]
+        if e:
+            print(f"{label}: s = {e['s_hat']} [{e['s_low']}, {e['s_high']}] of {e['N']} (k={e['k']} distinct of n={e['n']})")
+    if "reid_auc" in s:
+        a = s["reid_auc"]
+        print(f"re-ID AUC: {a['value']:.3f} [{a['low']:.3f}, {a['high']:.3f}]")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="echoaudit", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -99,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     ph.add_argument("--view", default="a4c", help="a4c, psax or pediatric")
     ph.add_argument("--seed", type=int, default=0)
     ph.add_argument("--overwrite", action="store_true")
+    ph.add_argument("--workers", type=int, default=2, help="rendering processes (same bytes for any number)")
     ph.add_argument("--montage", type=Path, help="also write a PNG montage of a few videos")
     ph.add_argument("--montage-videos", type=int, default=6)
     ph.set_defaults(func=cmd_phantom)
@@ -130,6 +217,49 @@ def build_parser() -> argparse.ArgumentParser:
     ee.add_argument("--seed", type=int, default=0)
     ee.add_argument("--threads", type=int, default=0)
     ee.set_defaults(func=cmd_eval_vae)
+
+    en = sub.add_parser("encode", help="encode a data set into a latent cache")
+    en.add_argument("--data", required=True, type=Path)
+    en.add_argument("--vae", required=True, type=Path)
+    en.add_argument("--out", required=True, type=Path)
+    en.add_argument("--frames", type=int, default=None)
+    en.add_argument("--seed", type=int, default=0)
+    en.add_argument("--threads", type=int, default=0)
+    en.set_defaults(func=cmd_encode)
+
+    wsp = sub.add_parser("workspace", help="build a workspace").add_subparsers(dest="action", required=True)
+    wc = wsp.add_parser("create", help="index a data set, score held-out videos, generate + audit synthetic sets")
+    wc.add_argument("--workspace", required=True, type=Path)
+    wc.add_argument("--data", required=True, type=Path)
+    wc.add_argument("--vae", required=True, type=Path)
+    wc.add_argument("--reid", required=True, type=Path)
+    wc.add_argument("--generator", action="append", default=[], help="NAME=FOLDER, repeatable")
+    wc.add_argument("--n-synthetic", type=int, default=32)
+    wc.add_argument("--steps", type=int, default=20)
+    wc.add_argument("--frame-stride", type=int, default=2)
+    wc.add_argument("--index-stride", type=int, default=4)
+    wc.add_argument("--k", type=int, default=32)
+    wc.add_argument("--seed", type=int, default=0)
+    wc.add_argument("--threads", type=int, default=0)
+    wc.set_defaults(func=cmd_workspace_create)
+
+    de = sub.add_parser("demo", help="build the phantom demo workspace from the shipped checkpoints")
+    de.add_argument("--workspace", type=Path, default=Path("demo_workspace"))
+    de.add_argument("--assets", type=Path, default=None)
+    de.add_argument("--rebuild", action="store_true")
+    de.add_argument("--threads", type=int, default=0)
+    de.set_defaults(func=cmd_demo)
+
+    au = sub.add_parser("audit", help="flags, recall and learned-video estimates of synthetic sets")
+    au.add_argument("--workspace", required=True, type=Path)
+    au.add_argument("--synthetic", type=Path, help="an EchoNet-format synthetic folder to add (with --name)")
+    au.add_argument("--name", help="the set to audit (default: every set in the workspace)")
+    au.add_argument("--percentile", type=float, default=95.0)
+    au.add_argument("--rule", default="train_to_heldout", help="train_to_heldout (published) or heldout_to_train")
+    au.add_argument("--score", default="score", help="score (max over frames) or score_robust (top 10 %% mean)")
+    au.add_argument("--n-boot", type=int, default=1000)
+    au.add_argument("--threads", type=int, default=0)
+    au.set_defaults(func=cmd_audit)
     return p
 
 

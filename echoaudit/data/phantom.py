@@ -336,41 +336,62 @@ def phantom_rows(cfg: PhantomConfig):
             yield f"PH{tag}_{p:04d}_{v:02d}", f"{tag}-{p:04d}", splits[p], anat, acq
 
 
+def _render_row(args):
+    anat, acq, frames, fps, size = args
+    return render_video(anat, acq, frames=frames, fps=fps, size=size)
+
+
 def generate_phantom(
     out: str | Path,
     cfg: PhantomConfig = PhantomConfig(),
     *,
     overwrite: bool = False,
+    workers: int = 1,
     progress: Callable[[float, str], None] | None = None,
 ) -> Path:
     """Write an EchoNet-format phantom data set to ``out`` (FileList.csv + Videos/*.avi).
 
     FileList.csv has the EchoNet-Dynamic columns plus PatientID, View and HeartRate.
-    Returns the data set root.
+    ``workers`` > 1 renders in that many processes (the bytes do not change: every
+    video's randomness comes from its own seed). Returns the data set root.
     """
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing
+
     from tqdm.auto import tqdm
 
     from echoaudit.data.echonet import EchoNetWriter
 
     out = Path(out)
     rows = list(phantom_rows(cfg))
-    with EchoNetWriter(out, overwrite=overwrite) as writer:
-        for i, (name, pid, split, anat, acq) in enumerate(tqdm(rows, desc=f"phantom {cfg.view}", unit="video")):
-            frames, labels = render_video(anat, acq, frames=cfg.frames, fps=cfg.fps, size=cfg.size)
-            writer.add(
-                name,
-                frames,
-                cfg.fps,
-                ef=labels["EF"],
-                esv=labels["ESV"],
-                edv=labels["EDV"],
-                split=split,
-                patient_id=pid,
-                view=cfg.view,
-                HeartRate=round(acq.heart_rate, 2),
-            )
-            if progress is not None:
-                progress((i + 1) / len(rows), f"video {i + 1}/{len(rows)}")
+    jobs = [(anat, acq, cfg.frames, cfg.fps, cfg.size) for _, _, _, anat, acq in rows]
+    pool = None
+    if workers > 1:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        rendered = pool.map(_render_row, jobs, chunksize=4)
+    else:
+        rendered = map(_render_row, jobs)
+    try:
+        with EchoNetWriter(out, overwrite=overwrite) as writer:
+            for i, ((name, pid, split, anat, acq), (frames, labels)) in enumerate(
+                    tqdm(zip(rows, rendered), total=len(rows), desc=f"phantom {cfg.view}", unit="video")):
+                writer.add(
+                    name,
+                    frames,
+                    cfg.fps,
+                    ef=labels["EF"],
+                    esv=labels["ESV"],
+                    edv=labels["EDV"],
+                    split=split,
+                    patient_id=pid,
+                    view=cfg.view,
+                    HeartRate=round(acq.heart_rate, 2),
+                )
+                if progress is not None:
+                    progress((i + 1) / len(rows), f"video {i + 1}/{len(rows)}")
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     return out
 
 

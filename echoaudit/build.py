@@ -1,0 +1,309 @@
+"""Fill a workspace: copy the models in, index the training set, score real held-out
+videos (for the threshold), generate and score synthetic sets, and store the per-video
+embeddings, temporal curves and a re-ID ROC. The manifest is written last, so a folder
+with a manifest is complete; an interrupted index build resumes.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from echoaudit.engine import AuditEngine, EngineConfig, build_training_index
+from echoaudit.errors import EchoAuditError
+from echoaudit.fileio import atomic_dir, atomic_path, sha256_tree, write_json
+from echoaudit.workspace import MANIFEST, Workspace
+
+__all__ = ["BuildConfig", "create_workspace", "audit_synthetic_set", "embed_video_frames"]
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    n_synthetic: int = 32  # videos per generator
+    synthetic_frames: int = 32
+    steps: int = 20  # sampler steps
+    guidance: float = 1.5
+    seed: int = 0
+    top: int = 10  # best training videos kept per query video
+    temporal_heldout: int = 48  # held-out videos given temporal curves
+    engine: EngineConfig = field(default_factory=EngineConfig)
+
+
+def embed_video_frames(vae, reid, frames: np.ndarray) -> np.ndarray:
+    """(T, H, W) in [0, 1] -> (T, D) re-ID embeddings of the VAE latents."""
+    with torch.no_grad():
+        return reid.embed(vae.encode(frames)).numpy().astype(np.float32)
+
+
+def _copy_model(src: Path, dst: Path) -> str:
+    if not (Path(src) / "config.json").exists() and not (Path(src) / "model_index.json").exists():
+        raise EchoAuditError(f"{src} is not a model folder (no config.json or model_index.json)")
+    with atomic_dir(dst) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+    return sha256_tree(dst)
+
+
+def _save_parquet(df: pd.DataFrame, path: Path) -> str:
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
+    return str(path)
+
+
+def audit_synthetic_set(engine: AuditEngine, dataset, set_name: str, *, top: int = 10,
+                        temporal_limit: int | None = None, progress: Progress | None = None):
+    """Score every video of ``dataset`` against the training set.
+
+    Returns (scores: long table of each video's ``top`` best training videos,
+    temporal: long table set/video/frame/first/correlation,
+    embeddings: one row per video with its mean frame embedding).
+    """
+    scores, temporal, embs = [], [], []
+    n = len(dataset)
+    for i in tqdm(range(n), desc=f"auditing {set_name}", unit="video", leave=False):
+        name = dataset.names[i]
+        frames = dataset.load(i, size=engine.config.size).frames
+        emb = engine.embed_frames(frames[:: engine.config.frame_stride])
+        scores.append(engine.score_embeddings(emb, name).per_train.head(top))
+        if temporal_limit is None or i < temporal_limit:
+            curves = engine.temporal_curves(emb)
+            temporal.append(pd.DataFrame({
+                "set": set_name, "video": name, "frame": np.arange(len(emb)) * engine.config.frame_stride,
+                "first": curves["first"], "correlation": curves["correlation"],
+            }))
+        m = emb.mean(axis=0)
+        embs.append({"set": set_name, "video": name, "emb": (m / (np.linalg.norm(m) + 1e-8)).tolist()})
+        if progress is not None:
+            progress((i + 1) / n, f"{set_name}: {i + 1}/{n} videos")
+    return (pd.concat(scores, ignore_index=True), pd.concat(temporal, ignore_index=True) if temporal else pd.DataFrame(),
+            pd.DataFrame(embs))
+
+
+def _reid_roc(engine: AuditEngine, dataset, emb_by_video: dict[str, np.ndarray], *, n_pairs: int, seed: int) -> pd.DataFrame:
+    """Same-patient probability of frame pairs of held-out patients: labels + scores."""
+    rng = np.random.default_rng(seed)
+    names = [n for n in dataset.names if n in emb_by_video]
+    patients = dict(zip(dataset.names, dataset.patients))
+    by_patient: dict[str, list[str]] = {}
+    for v in names:
+        by_patient.setdefault(patients[v], []).append(v)
+    q, t, y = [], [], []
+    for _ in range(n_pairs):
+        a = names[rng.integers(len(names))]
+        if rng.random() < 0.5:
+            b = by_patient[patients[a]][rng.integers(len(by_patient[patients[a]]))]
+            label = 1
+        else:
+            b = names[rng.integers(len(names))]
+            label = int(patients[a] == patients[b])
+        ea, eb = emb_by_video[a], emb_by_video[b]
+        i, j = rng.integers(len(ea)), rng.integers(len(eb))
+        if a == b and len(ea) > 1:
+            while j == i:
+                j = rng.integers(len(eb))
+        q.append(ea[i]), t.append(eb[j]), y.append(label)
+    p = engine._head(np.asarray(q, np.float32), np.asarray(t, np.float32))
+    return pd.DataFrame({"label": y, "score": p})
+
+
+def create_workspace(
+    root: str | Path,
+    *,
+    data: str | Path,
+    vae: str | Path,
+    reid: str | Path,
+    generators: dict[str, str | Path] | None = None,
+    cfg: BuildConfig = BuildConfig(),
+    note: dict | None = None,
+    progress: Progress | None = None,
+) -> Workspace:
+    """Build a complete workspace in ``root`` from a data set and model folders."""
+    from echoaudit.data.echonet import EchoNetDataset
+    from echoaudit.models.reid import load_reid
+    from echoaudit.models.vae import FrameVAE
+
+    root = Path(root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    t_start = time.time()
+    timings: dict[str, float] = {}
+    generators = dict(generators or {})
+
+    def report(frac: float, msg: str) -> None:
+        if progress is not None:
+            progress(min(1.0, frac), msg)
+
+    def stage(name: str, t0: float) -> None:
+        timings[name] = round(time.time() - t0, 2)
+
+    # 1. Data and models.
+    t0 = time.time()
+    data = Path(data).resolve()
+    ds = EchoNetDataset.open(data)
+    train, heldout = ds.split("TRAIN"), ds.split(["VAL", "TEST"])
+    if len(train) == 0 or len(heldout) == 0:
+        raise EchoAuditError(f"{data} needs TRAIN videos and held-out (VAL/TEST) videos; it has {len(train)} and {len(heldout)}")
+    models = {"vae": {"path": "models/vae", "sha256": _copy_model(Path(vae), root / "models/vae"), "kind": "AutoencoderKL"},
+              "reid": {"path": "models/reid", "sha256": _copy_model(Path(reid), root / "models/reid"), "kind": "siamese re-ID (latent)"},
+              "generators": {}}
+    for g, src in generators.items():
+        models["generators"][g] = {"path": f"models/generators/{g}", "kind": "latent video diffusion",
+                                   "sha256": _copy_model(Path(src), root / "models/generators" / g)}
+    vae_m = FrameVAE.from_pretrained(root / "models/vae")
+    reid_m = load_reid(root / "models/reid").eval()
+    for name, model in (("vae", vae_m.vae), ("reid", reid_m)):
+        models[name]["parameters"] = int(sum(p.numel() for p in model.parameters()))
+    for name, folder in (("vae", root / "models/vae"), ("reid", root / "models/reid")):
+        models[name]["summary"] = _training_summary(folder)
+    for g in generators:
+        models["generators"][g]["summary"] = _training_summary(root / "models/generators" / g)
+    stage("models", t0)
+
+    # 2. Index of TRAIN frames.
+    t0 = time.time()
+    ecfg = cfg.engine
+    fingerprint = {"vae": models["vae"]["sha256"], "reid": models["reid"]["sha256"], "data": _data_fingerprint(train),
+                   "index_stride": ecfg.index_stride}
+
+    def embed_train(i: int) -> np.ndarray:
+        frames = train.load(i, size=ecfg.size).frames[:: ecfg.index_stride]
+        return embed_video_frames(vae_m, reid_m, frames)
+
+    index, emb = build_training_index(train, root / "index", embed_video=embed_train, fingerprint=fingerprint,
+                                      index_stride=ecfg.index_stride,
+                                      progress=lambda f, m: report(0.05 + 0.25 * f, f"indexing training frames: {m}"))
+    engine = AuditEngine(vae_m, reid_m, index, emb, ecfg)
+    stage("index", t0)
+
+    # 3. Real held-out videos: calibration scores, temporal curves, ROC.
+    t0 = time.time()
+    scores_dir = root / "scores"
+    held_scores, held_temporal, held_emb = audit_synthetic_set(
+        engine, heldout, "real held-out", top=cfg.top, temporal_limit=cfg.temporal_heldout,
+        progress=lambda f, m: report(0.3 + 0.2 * f, f"scoring real held-out videos: {m}"))
+    tables = {"heldout": _save_parquet(held_scores, scores_dir / "heldout.parquet")}
+    temporal_parts, emb_parts = [held_temporal], [held_emb]
+    emb_by_video = {}
+    for i, name in enumerate(heldout.names[:60]):
+        emb_by_video[name] = embed_video_frames(vae_m, reid_m, heldout.load(i, size=ecfg.size).frames[:: ecfg.frame_stride * 2])
+    roc = _reid_roc(engine, heldout.split("TEST") if "TEST" in set(heldout.table["Split"]) else heldout,
+                    emb_by_video, n_pairs=2000, seed=cfg.seed)
+    tables["reid_roc"] = _save_parquet(roc, scores_dir / "reid_roc.parquet")
+    stage("heldout", t0)
+
+    # 4. Synthetic sets: generate with each generator, then score.
+    synthetic = {}
+    for gi, g in enumerate(generators):
+        t0 = time.time()
+        from echoaudit.generate import generate_dataset
+
+        lo = 0.5 + 0.45 * gi / max(1, len(generators))
+        span = 0.45 / max(1, len(generators))
+        out = root / "synthetic" / g
+        if out.exists():
+            shutil.rmtree(out)
+        generate_dataset(root / "models/generators" / g, vae_m, out, n=cfg.n_synthetic, seed=cfg.seed,
+                         steps=cfg.steps, guidance=cfg.guidance, num_frames=cfg.synthetic_frames,
+                         progress=lambda f, m: report(lo + span * 0.6 * f, f"generating with {g}: {m}"))
+        syn = EchoNetDataset.open(out)
+        s, tmp_t, e = audit_synthetic_set(engine, syn, g, top=cfg.top,
+                                          progress=lambda f, m: report(lo + span * (0.6 + 0.4 * f), f"auditing {g}: {m}"))
+        tables[f"synthetic_{g}"] = _save_parquet(s, scores_dir / f"synthetic_{g}.parquet")
+        temporal_parts.append(tmp_t)
+        emb_parts.append(e)
+        synthetic[g] = {"path": f"synthetic/{g}", "generator": g, "n": cfg.n_synthetic, "seed": cfg.seed, "steps": cfg.steps}
+        stage(f"synthetic_{g}", t0)
+
+    # 5. Per-video embeddings of the training set (mean of indexed frames) for the coverage map.
+    meta = index.metadata.assign(_row=np.arange(index.ntotal))
+    train_emb = []
+    for video, rows in meta.groupby("video", sort=False):
+        m = emb[rows["_row"].to_numpy()].mean(axis=0)
+        train_emb.append({"set": "train", "video": video, "emb": (m / (np.linalg.norm(m) + 1e-8)).tolist()})
+    emb_parts.append(pd.DataFrame(train_emb))
+    tables["temporal"] = _save_parquet(pd.concat(temporal_parts, ignore_index=True), scores_dir / "temporal.parquet")
+    tables["video_embeddings"] = _save_parquet(pd.concat(emb_parts, ignore_index=True), scores_dir / "video_embeddings.parquet")
+    tables = {k: str(Path(v).relative_to(root)) for k, v in tables.items()}
+
+    manifest = {
+        "version": 1,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "data": {"path": _rel(data, root), "n_videos": len(ds), "n_train": len(train), "n_heldout": len(heldout)},
+        "models": models,
+        "engine": asdict(ecfg),
+        "index": {"path": "index", "fingerprint": fingerprint, "ntotal": index.ntotal, "kind": index.kind},
+        "synthetic": synthetic,
+        "scores": tables,
+        "build": {**asdict(cfg), "engine": asdict(ecfg), "seconds": round(time.time() - t_start, 1), "timings": timings},
+        "note": note or {},
+    }
+    write_json(root / MANIFEST, manifest)
+    report(1.0, "workspace ready")
+    return Workspace(root)
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _data_fingerprint(dataset) -> str:
+    import hashlib
+
+    cols = [c for c in ("FileName", "PatientID", "Split", "EF") if c in dataset.table]
+    return hashlib.sha256(dataset.table[cols].to_csv(index=False).encode()).hexdigest()
+
+
+def _training_summary(folder: Path) -> str:
+    """One line from a model folder's metrics.json / training.json, if it has one."""
+    import json
+
+    for name in ("metrics.json", "training.json", "model_index.json"):
+        p = folder / name
+        if p.exists():
+            try:
+                d = json.loads(p.read_text())
+            except json.JSONDecodeError:
+                continue
+            return d.get("summary") or ", ".join(f"{k}: {v}" for k, v in d.items()
+                                                 if isinstance(v, (int, float, str)) and k != "_class_name")[:300]
+    return ""
+
+
+def add_synthetic_set(ws: Workspace, name: str, folder: str | Path, *, progress: Progress | None = None) -> pd.DataFrame:
+    """Score a user's EchoNet-format synthetic folder against the workspace and record it in
+    the manifest (scores, temporal curves and embeddings are stored per set)."""
+    import json
+
+    from echoaudit.data.echonet import EchoNetDataset
+
+    if not name or not name.replace("_", "").replace("-", "").isalnum():
+        raise EchoAuditError(f"set name must be letters, digits, '-' or '_'; got {name!r}")
+    syn = EchoNetDataset.open(folder)
+    if len(syn) == 0:
+        raise EchoAuditError(f"{folder} lists no videos")
+    scores, temporal, emb = audit_synthetic_set(ws.engine, syn, name, progress=progress)
+    root = ws.root
+    rel = f"scores/synthetic_{name}.parquet"
+    _save_parquet(scores, root / rel)
+    old_t = ws.temporal
+    old_e = ws.video_embeddings
+    _save_parquet(pd.concat([old_t[old_t["set"] != name], temporal], ignore_index=True), root / ws.manifest["scores"]["temporal"])
+    _save_parquet(pd.concat([old_e[old_e["set"] != name], emb], ignore_index=True), root / ws.manifest["scores"]["video_embeddings"])
+    manifest = json.loads((root / MANIFEST).read_text())
+    manifest["scores"][f"synthetic_{name}"] = rel
+    folder = Path(folder).resolve()
+    manifest.setdefault("synthetic", {})[name] = {"path": _rel(folder, root), "generator": "external", "n": len(syn)}
+    write_json(root / MANIFEST, manifest)
+    return scores

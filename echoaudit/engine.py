@@ -1,0 +1,257 @@
+"""The audit engine: embed videos with the VAE + re-ID backbone, shortlist training frames
+with the FAISS index, and rescore the shortlisted pairs with the siamese head.
+
+For a query video (every ``frame_stride``-th frame):
+
+1. encode its frames to latents (VAE) and embed them (re-ID backbone, unit vectors);
+2. per query frame, the ``k`` nearest training frames by inner product (FAISS);
+3. the head's same-patient probability for each shortlisted (query frame, training frame);
+4. per training video: a per-frame curve (best probability at each query frame, 0 where
+   none of its frames was shortlisted), the clip score ``score`` = max over frames, and the
+   robust ``score_robust`` = mean of the top ``robust_top`` share of that curve.
+
+The exact mode runs the head on every (query frame, indexed training frame) pair, to check
+the shortlist. The published EchoNet-Synthetic scorer (max Pearson correlation of
+embeddings) is ``pearson_scores``: an exact FAISS search over centred, normalised vectors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from echoaudit.index import EmbeddingIndex, IndexConfig, build_index_resumable, center_normalize
+
+__all__ = ["EngineConfig", "VideoScores", "AuditEngine", "build_training_index", "index_vectors", "SCORE_COLUMNS"]
+
+SCORE_COLUMNS = ["query", "train_video", "train_patient", "score", "score_robust", "best_query_frame", "best_train_frame"]
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    frame_stride: int = 2  # query every k-th frame of a video
+    index_stride: int = 4  # index every k-th frame of each training video
+    k: int = 32  # shortlist: nearest training frames per query frame
+    robust_top: float = 0.1  # robust clip score: mean of the top 10 % of frames
+    batch_size: int = 512
+    size: int = 112  # frame side the VAE takes; videos are resized to it
+
+    def __post_init__(self):
+        if self.frame_stride < 1 or self.index_stride < 1:
+            raise ValueError(f"strides must be >= 1; got frame_stride={self.frame_stride}, index_stride={self.index_stride}")
+        if self.k < 1:
+            raise ValueError(f"k must be >= 1; got {self.k}")
+        if not 0 < self.robust_top <= 1:
+            raise ValueError(f"robust_top must be in (0, 1]; got {self.robust_top}")
+
+
+@dataclass
+class VideoScores:
+    """One query video against the training set.
+
+    Attributes:
+        name: the query's name.
+        per_train: DataFrame with SCORE_COLUMNS, one row per shortlisted training video,
+            best first.
+        frame_curve: (T',) float, at each queried frame the best head probability over all
+            shortlisted training frames.
+        frames: (T',) int, the query frame numbers behind ``frame_curve``.
+        head_evaluations: how many (query frame, training frame) pairs the head scored.
+        curves: training video -> (T',) per-frame best probability against that video.
+    """
+
+    name: str
+    per_train: pd.DataFrame
+    frame_curve: np.ndarray
+    frames: np.ndarray
+    head_evaluations: int
+    curves: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def best(self) -> pd.Series:
+        return self.per_train.iloc[0]
+
+
+class AuditEngine:
+    """Scores query videos against an indexed training set (see the module docstring)."""
+
+    def __init__(self, vae, reid, index: EmbeddingIndex, train_embeddings: np.ndarray,
+                 config: EngineConfig = EngineConfig()):
+        if len(train_embeddings) != index.ntotal:
+            raise ValueError(f"train_embeddings has {len(train_embeddings)} rows but the index holds {index.ntotal}")
+        self.vae, self.reid, self.index, self.config = vae, reid.eval(), index, config
+        self.train_embeddings = np.ascontiguousarray(train_embeddings, dtype=np.float32)
+        meta = index.metadata
+        self._video = meta["video"].astype(str).to_numpy()
+        self._patient = meta["patient"].astype(str).to_numpy()
+        self._frame = meta["frame"].to_numpy()
+        self._pearson: EmbeddingIndex | None = None
+
+    # --- embeddings ---------------------------------------------------------------------
+    @torch.no_grad()
+    def embed_latents(self, latents) -> np.ndarray:
+        """(T, C, h, w) scaled latents -> (T, D) unit embeddings."""
+        z = torch.as_tensor(np.asarray(latents, dtype=np.float32))
+        out = [self.reid.embed(z[i : i + self.config.batch_size]) for i in range(0, len(z), self.config.batch_size)]
+        return torch.cat(out).numpy().astype(np.float32)
+
+    def embed_frames(self, frames: np.ndarray) -> np.ndarray:
+        """(T, H, W) frames in [0, 1] -> (T, D) embeddings (VAE encode, then re-ID)."""
+        return self.embed_latents(self.vae.encode(frames))
+
+    def query_frames(self, n_frames: int) -> np.ndarray:
+        return np.arange(0, n_frames, self.config.frame_stride)
+
+    # --- scoring ------------------------------------------------------------------------
+    @torch.no_grad()
+    def _head(self, q: np.ndarray, t: np.ndarray) -> np.ndarray:
+        p = self.reid.pair_proba(torch.from_numpy(q), torch.from_numpy(t))
+        return p.numpy().astype(np.float32)
+
+    def score_embeddings(self, emb: np.ndarray, name: str = "query", *, exact: bool = False,
+                         keep_curves: bool = False) -> VideoScores:
+        """Score (T, D) embeddings of one video's frames (already strided by the caller)."""
+        emb = np.ascontiguousarray(emb, dtype=np.float32)
+        if emb.ndim != 2 or emb.shape[1] != self.index.dim:
+            raise ValueError(f"embeddings must be (T, {self.index.dim}); got {emb.shape}")
+        t = len(emb)
+        if exact:
+            ids = np.broadcast_to(np.arange(self.index.ntotal), (t, self.index.ntotal))
+        else:
+            _, ids = self.index.search(emb, min(self.config.k, self.index.ntotal))
+        qi = np.repeat(np.arange(t), ids.shape[1])
+        ti = ids.reshape(-1)
+        valid = ti >= 0
+        qi, ti = qi[valid], ti[valid]
+        probs = np.concatenate([
+            self._head(emb[qi[i : i + 65536]], self.train_embeddings[ti[i : i + 65536]])
+            for i in range(0, len(qi), 65536)
+        ]) if len(qi) else np.zeros(0, np.float32)
+
+        pairs = pd.DataFrame({"q": qi, "video": self._video[ti], "p": probs, "tframe": self._frame[ti]})
+        # Best pair per (query frame, training video): the per-frame curve of each video.
+        best = pairs.sort_values("p", ascending=False).drop_duplicates(["q", "video"])
+        curve_mat = best.pivot(index="video", columns="q", values="p").reindex(columns=range(t)).fillna(0.0)
+        mat = curve_mat.to_numpy(dtype=np.float32)
+        n_top = max(1, int(np.ceil(self.config.robust_top * t)))
+        robust = -np.sort(-mat, axis=1)[:, :n_top].mean(axis=1)
+        top_rows = best.sort_values("p", ascending=False).drop_duplicates("video").set_index("video")
+        videos = curve_mat.index.to_numpy()
+        patient_of = dict(zip(self._video, self._patient))
+        per_train = pd.DataFrame({
+            "query": name,
+            "train_video": videos,
+            "train_patient": [patient_of[v] for v in videos],
+            "score": mat.max(axis=1),
+            "score_robust": robust,
+            "best_query_frame": top_rows.loc[videos, "q"].to_numpy() * self.config.frame_stride,
+            "best_train_frame": top_rows.loc[videos, "tframe"].to_numpy(),
+        }).sort_values(["score", "score_robust"], ascending=False, kind="stable").reset_index(drop=True)
+        curves = {v: mat[i] for i, v in enumerate(videos)} if keep_curves else {}
+        return VideoScores(name, per_train, mat.max(axis=0) if len(mat) else np.zeros(t, np.float32),
+                           np.arange(t) * self.config.frame_stride, int(len(probs)), curves)
+
+    def score_frames(self, frames: np.ndarray, name: str = "query", **kw) -> VideoScores:
+        """Score a (T, H, W) video: every ``frame_stride``-th frame is queried."""
+        sel = frames[:: self.config.frame_stride]
+        return self.score_embeddings(self.embed_frames(sel), name, **kw)
+
+    def score_latents(self, latents: np.ndarray, name: str = "query", **kw) -> VideoScores:
+        sel = np.asarray(latents)[:: self.config.frame_stride]
+        return self.score_embeddings(self.embed_latents(sel), name, **kw)
+
+    def score_dataset(self, dataset, *, top: int = 10, latents=None,
+                      progress: Callable[[float, str], None] | None = None) -> pd.DataFrame:
+        """Long table (SCORE_COLUMNS) of each video's ``top`` best training videos.
+
+        ``latents``: optional (V, T, C, h, w) array aligned with ``dataset`` rows (a latent
+        cache) to skip decoding and VAE encoding.
+        """
+        rows = []
+        n = len(dataset)
+        for i in tqdm(range(n), desc="scoring videos", unit="video", leave=False):
+            name = dataset.names[i]
+            if latents is not None:
+                s = self.score_latents(latents[i], name)
+            else:
+                s = self.score_frames(dataset.load(i, size=self.config.size).frames, name)
+            rows.append(s.per_train.head(top))
+            if progress is not None:
+                progress((i + 1) / n, f"scored {i + 1}/{n} videos")
+        if not rows:
+            return pd.DataFrame(columns=SCORE_COLUMNS)
+        return pd.concat(rows, ignore_index=True)
+
+    # --- the published scorer and temporal consistency ----------------------------------
+    def pearson_scores(self, emb: np.ndarray, name: str = "query", k: int | None = None) -> pd.DataFrame:
+        """Published EchoNet-Synthetic scorer: per training video, the max Pearson correlation
+        between a query frame's embedding and that video's indexed frames."""
+        if self._pearson is None:
+            self._pearson = EmbeddingIndex.build(center_normalize(self.train_embeddings), self.index.metadata,
+                                                 fingerprint=self.index.fingerprint, config=IndexConfig(kind="flat"))
+        k = min(k or self.config.k, self.index.ntotal)
+        sims, ids = self._pearson.search(center_normalize(np.asarray(emb, dtype=np.float32)), k)
+        df = pd.DataFrame({"train_video": self._video[ids.reshape(-1)], "train_patient": self._patient[ids.reshape(-1)],
+                           "pearson": sims.reshape(-1)})
+        out = df.groupby(["train_video", "train_patient"], as_index=False)["pearson"].max()
+        out.insert(0, "query", name)
+        return out.sort_values("pearson", ascending=False, kind="stable").reset_index(drop=True)
+
+    def temporal_curves(self, emb: np.ndarray) -> dict[str, np.ndarray]:
+        """Same-patient probability of frame 0 vs every frame, of consecutive frames, and the
+        Pearson correlation of each frame's embedding with frame 0's (the paper's measure)."""
+        from echoaudit.audit.temporal import embedding_correlation
+
+        emb = np.asarray(emb, dtype=np.float32)
+        first = self._head(np.repeat(emb[:1], len(emb), axis=0), emb)
+        consecutive = self._head(emb[:-1], emb[1:]) if len(emb) > 1 else np.zeros(0, np.float32)
+        return {"first": first, "consecutive": consecutive, "correlation": embedding_correlation(emb)}
+
+
+def build_training_index(dataset, folder: str | Path, *, embed_video: Callable[[int], np.ndarray],
+                         fingerprint: dict, index_stride: int = 4, config: IndexConfig = IndexConfig(),
+                         progress=None) -> tuple[EmbeddingIndex, np.ndarray]:
+    """Index every ``index_stride``-th frame of each training video.
+
+    ``embed_video(i) -> (T_i, D)`` embeds frames 0, s, 2s, ... (s = ``index_stride``) of
+    video ``i``, from the videos or from a latent cache. Resumable: an interrupted build
+    continues from the finished chunks. Returns the index and its vectors (the head
+    rescoring needs them; ``index_vectors`` gets them back from a loaded index).
+    """
+    table = dataset.table.reset_index(drop=True)
+
+    def embed_fn(i: int):
+        emb = embed_video(i)
+        row = table.iloc[i]
+        meta = pd.DataFrame({
+            "video": str(row["FileName"]), "patient": str(row["PatientID"]),
+            "frame": np.arange(len(emb)) * index_stride, "split": str(row["Split"]),
+            "ef": float(row["EF"]), "view": str(row.get("View", "unknown")),
+        })
+        return emb.astype(np.float32), meta
+
+    index = build_index_resumable(folder, len(table), embed_fn, fingerprint=fingerprint, config=config,
+                                  progress=progress)
+    return index, index_vectors(index)
+
+
+def index_vectors(index: EmbeddingIndex) -> np.ndarray:
+    """All vectors back from the CPU index (IVF needs its direct map for that)."""
+    import faiss
+
+    raw = index._cpu
+    try:
+        faiss.extract_index_ivf(raw).make_direct_map()
+    except RuntimeError:
+        pass  # not an IVF index: flat and HNSW reconstruct directly
+    return raw.reconstruct_n(0, raw.ntotal).astype(np.float32)
+
+
+def config_dict(cfg: EngineConfig) -> dict:
+    return asdict(cfg)

@@ -1,0 +1,196 @@
+"""A workspace: one run folder with its data, models, index, scores and reports, and a
+manifest that records what produced what (paths, model hashes, seeds, settings).
+
+Layout (paths in the manifest are relative to the workspace root)::
+
+    manifest.json
+    data/<name>/            EchoNet-format training data (TRAIN / VAL / TEST by patient)
+    models/vae/             diffusers AutoencoderKL folder
+    models/reid/            re-ID network (safetensors + config.json)
+    models/generators/<g>/  latent video diffusion pipelines
+    index/                  FAISS index + metadata of TRAIN frame embeddings
+    synthetic/<g>/          EchoNet-format synthetic sets, one per generator
+    scores/                 heldout.parquet, synthetic_<g>.parquet, temporal.parquet,
+                            video_embeddings.parquet, reid_roc.parquet
+    reports/                HTML / PNG / CSV exports
+
+``Workspace`` opens one lazily (models and the index load on first use) and is safe to
+share between threads for reading: the app caches one per folder with st.cache_resource.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from echoaudit.errors import EchoAuditError
+
+__all__ = ["Workspace", "MANIFEST", "load_manifest"]
+
+MANIFEST = "manifest.json"
+
+
+def load_manifest(root: str | Path) -> dict:
+    path = Path(root) / MANIFEST
+    if not path.is_file():
+        raise EchoAuditError(
+            f"{Path(root)} is not an EchoAudit workspace (no {MANIFEST}); build one with "
+            f"`echoaudit demo --workspace {root}` or `echoaudit workspace create`"
+        )
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise EchoAuditError(f"{path} is not valid JSON ({exc}); rebuild the workspace") from exc
+
+
+class Workspace:
+    """An opened workspace. Attributes load on first use; none of them is mutated later."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root).resolve()
+        self.manifest = load_manifest(self.root)
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def exists(root: str | Path) -> bool:
+        return (Path(root) / MANIFEST).is_file()
+
+    @property
+    def size(self) -> int:
+        """Frame side (pixels) the workspace's models take; videos are resized to it."""
+        return int(self.manifest["engine"].get("size", 112))
+
+    def path(self, rel: str) -> Path:
+        p = Path(rel)
+        return p if p.is_absolute() else self.root / p
+
+    # --- data ---------------------------------------------------------------------------
+    @cached_property
+    def dataset(self):
+        from echoaudit.data.echonet import EchoNetDataset
+
+        return EchoNetDataset.open(self.path(self.manifest["data"]["path"]))
+
+    @cached_property
+    def train(self):
+        return self.dataset.split("TRAIN")
+
+    @cached_property
+    def heldout(self):
+        return self.dataset.split(["VAL", "TEST"])
+
+    @property
+    def synthetic_names(self) -> list[str]:
+        return list(self.manifest.get("synthetic", {}))
+
+    def synthetic(self, name: str):
+        from echoaudit.data.echonet import EchoNetDataset
+
+        sets = self.manifest.get("synthetic", {})
+        if name not in sets:
+            raise EchoAuditError(f"no synthetic set {name!r} in this workspace; it has: {', '.join(sets) or 'none'}")
+        return EchoNetDataset.open(self.path(sets[name]["path"]))
+
+    # --- models -------------------------------------------------------------------------
+    @cached_property
+    def vae(self):
+        from echoaudit.models.vae import FrameVAE
+
+        return FrameVAE.from_pretrained(self.path(self.manifest["models"]["vae"]["path"]))
+
+    @cached_property
+    def reid(self):
+        from echoaudit.models.reid import load_reid
+
+        return load_reid(self.path(self.manifest["models"]["reid"]["path"])).eval()
+
+    @cached_property
+    def index(self):
+        from echoaudit.index import EmbeddingIndex
+
+        return EmbeddingIndex.load(self.path(self.manifest["index"]["path"]),
+                                   expected_fingerprint=self.manifest["index"]["fingerprint"])
+
+    @cached_property
+    def engine(self):
+        from echoaudit.engine import AuditEngine, EngineConfig, index_vectors
+
+        return AuditEngine(self.vae, self.reid, self.index, index_vectors(self.index), EngineConfig(**self.manifest["engine"]))
+
+    @property
+    def generator_names(self) -> list[str]:
+        return list(self.manifest["models"].get("generators", {}))
+
+    def generator_path(self, name: str) -> Path:
+        gens = self.manifest["models"].get("generators", {})
+        if name not in gens:
+            raise EchoAuditError(f"no generator {name!r}; this workspace has: {', '.join(gens) or 'none'}")
+        return self.path(gens[name]["path"])
+
+    def models_info(self) -> pd.DataFrame:
+        """One row per model: name, kind, parameters, size on disk, training figures, hash."""
+        rows = []
+        m = self.manifest["models"]
+        for name, info in [("vae", m["vae"]), ("reid", m["reid"])] + [
+                (f"generator: {g}", v) for g, v in m.get("generators", {}).items()]:
+            folder = self.path(info["path"])
+            size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0
+            rows.append({
+                "model": name, "kind": info.get("kind", ""), "parameters": info.get("parameters"),
+                "size_mb": round(size / 2**20, 2), "training": info.get("summary", ""),
+                "fingerprint": info.get("sha256", "")[:12],
+            })
+        return pd.DataFrame(rows)
+
+    # --- stored results -----------------------------------------------------------------
+    def _table(self, key: str) -> pd.DataFrame:
+        rel = self.manifest.get("scores", {}).get(key)
+        if rel is None:
+            raise EchoAuditError(f"this workspace has no {key!r} table yet; rebuild it with `echoaudit demo` or run `echoaudit audit`")
+        return pd.read_parquet(self.path(rel))
+
+    @cached_property
+    def heldout_scores(self) -> pd.DataFrame:
+        return self._table("heldout")
+
+    def synthetic_scores(self, name: str) -> pd.DataFrame:
+        return self._table(f"synthetic_{name}")
+
+    @cached_property
+    def temporal(self) -> pd.DataFrame:
+        return self._table("temporal")
+
+    @cached_property
+    def video_embeddings(self) -> pd.DataFrame:
+        return self._table("video_embeddings")
+
+    @cached_property
+    def reid_roc(self) -> pd.DataFrame:
+        return self._table("reid_roc")
+
+    def threshold(self, percentile: float = 95.0, rule: str = "train_to_heldout", *, n_boot: int = 500, seed: int = 0):
+        from echoaudit.audit.privacy import calibrate_threshold
+
+        return calibrate_threshold(self.heldout_scores, rule=rule, percentile=percentile,
+                                   train_videos=self.train.names, heldout_videos=self.heldout.names,
+                                   n_boot=n_boot, seed=seed)
+
+    # --- actions ------------------------------------------------------------------------
+    def query(self, frames: np.ndarray, name: str = "upload", *, keep_curves: bool = True):
+        """Score a (T, H, W) video in [0, 1] at the model resolution against the training set."""
+        with self._lock:  # torch modules are shared between app sessions
+            return self.engine.score_frames(frames, name, keep_curves=keep_curves)
+
+    def generate(self, generator: str, *, n: int = 1, seed: int = 0, ef: float | None = None,
+                 steps: int = 25, progress=None):
+        """(frames uint8 (n, T, H, W), efs) from one of the workspace's generators."""
+        from echoaudit.generate import generate_videos
+
+        with self._lock:
+            return generate_videos(self.generator_path(generator), self.vae, n=n, seed=seed, ef=ef,
+                                   steps=steps, progress=progress)
