@@ -85,6 +85,44 @@ def cmd_eval_vae(args) -> None:
     print(f"low-passed PSNR (sigma 1.5 px): {m['psnr_lowpass']:.2f} dB")
 
 
+def cmd_train_reid(args) -> None:
+    from echoaudit.train.reid import ImagePairSource, LatentPairSource, ReIDTrainConfig, train_reid
+
+    _threads(args)
+    cfg = ReIDTrainConfig(epochs=args.epochs, pairs_per_epoch=args.pairs, batch_size=args.batch_size, lr=args.lr,
+                          width=args.width, embed_dim=args.embed_dim, patience=args.patience, seed=args.seed)
+    if args.space == "latent":
+        if args.latents is None:
+            raise ValueError("--space latent reads a latent cache: give --latents DIR (make one with `echoaudit encode`)")
+        source = LatentPairSource.from_cache(args.latents)
+    else:
+        from echoaudit.data.echonet import EchoNetDataset
+
+        if args.data is None:
+            raise ValueError("--space image decodes videos: give --data DIR")
+        source = ImagePairSource(EchoNetDataset.open(args.data), size=args.size, seed=args.seed)
+    rec = train_reid(source, args.out, cfg)
+    print(f"best validation AUC {rec['best_auc']:.4f} at epoch {rec['best_epoch']} ({rec['seconds']:.0f} s)")
+
+
+def cmd_eval_reid(args) -> None:
+    from echoaudit.train.reid_eval import run_eval
+
+    _threads(args)
+    lat_models = dict(x.split("=", 1) for x in args.latent_model)
+    lat_sources = dict(x.split("=", 1) for x in args.latents)
+    img_models = dict(x.split("=", 1) for x in args.image_model) or None
+    img_sources = dict(x.split("=", 1) for x in args.data) or None
+    paths = run_eval(args.out, lat_models, lat_sources, img_models, img_sources, n_pairs=args.pairs, seed=args.seed)
+    import pandas as pd
+
+    for name, path in paths.items():
+        if str(path).endswith(".csv"):
+            print(f"== {name} space: train view (rows) x test view (columns) AUC")
+            print(pd.read_csv(path, index_col=0).round(4).to_string())
+    print(f"wrote {', '.join(str(p) for p in paths.values())}")
+
+
 # --- workspace, audit -------------------------------------------------------------------
 
 def cmd_encode(args) -> None:
@@ -208,7 +246,34 @@ def build_parser() -> argparse.ArgumentParser:
     tv.add_argument("--threads", type=int, default=0)
     tv.set_defaults(func=cmd_train_vae)
 
+    trr = tr.add_parser("reid", help="train the siamese re-identification network")
+    trr.add_argument("--space", choices=("latent", "image"), default="latent")
+    trr.add_argument("--latents", type=Path, help="latent cache folder (space latent)")
+    trr.add_argument("--data", type=Path, help="EchoNet-format folder (space image)")
+    trr.add_argument("--out", required=True, type=Path)
+    trr.add_argument("--epochs", type=int, default=30)
+    trr.add_argument("--pairs", type=int, default=4096, help="pairs per epoch")
+    trr.add_argument("--batch-size", type=int, default=128)
+    trr.add_argument("--lr", type=float, default=1e-3)
+    trr.add_argument("--width", type=int, default=64)
+    trr.add_argument("--embed-dim", type=int, default=128)
+    trr.add_argument("--patience", type=int, default=5)
+    trr.add_argument("--size", type=int, default=112)
+    trr.add_argument("--seed", type=int, default=0)
+    trr.add_argument("--threads", type=int, default=0)
+    trr.set_defaults(func=cmd_train_reid)
+
     ev = sub.add_parser("eval", help="measure a model").add_subparsers(dest="model", required=True)
+    er = ev.add_parser("reid", help="test AUC and the cross-view matrix, latent and image space")
+    er.add_argument("--out", required=True, type=Path)
+    er.add_argument("--latent-model", action="append", default=[], help="VIEW=MODEL_FOLDER, repeatable")
+    er.add_argument("--latents", action="append", default=[], help="VIEW=LATENT_CACHE, repeatable")
+    er.add_argument("--image-model", action="append", default=[], help="VIEW=MODEL_FOLDER, repeatable")
+    er.add_argument("--data", action="append", default=[], help="VIEW=DATA_FOLDER for image models, repeatable")
+    er.add_argument("--pairs", type=int, default=2000)
+    er.add_argument("--seed", type=int, default=0)
+    er.add_argument("--threads", type=int, default=0)
+    er.set_defaults(func=cmd_eval_reid)
     ee = ev.add_parser("vae", help="reconstruction PSNR (raw, low-passed) and SSIM")
     ee.add_argument("--vae", required=True, type=Path)
     ee.add_argument("--data", required=True, type=Path)

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Train every checkpoint shipped in assets/ from the phantom demo data set, on a CPU.
+# One documented command: bash scripts/train_demo_assets.sh [WORKDIR]
+# Steps (each resumable; rerun the script after an interruption):
+#   1. phantom a4c demo set (125 patients x 4 videos, seed 0)
+#   2. frame VAE (AutoencoderKL, 4x14x14 latents), best by low-passed PSNR on TEST patients
+#   3. latent cache of every frame (+ one augmented copy per video)
+#   4. latent re-ID network (siamese), best by VAL AUC
+#   5. regular generator on every TRAIN video; memorizing generator on 16 TRAIN videos
+#   6. copy the best weights into assets/ (fp16 for the generators) and write assets/demo.json
+set -euo pipefail
+cd "$(dirname "$0")/.."
+W=${1:-runs}
+E=".venv/bin/echoaudit"
+mkdir -p "$W"
+[ -f "$W/data/FileList.csv" ] || $E phantom --out "$W/data" --patients 125 --videos-per-patient 4 --seed 0
+$E train vae --data "$W/data" --out "$W/vae" --steps ${VAE_STEPS:-600} --eval-every 100
+$E eval vae --vae "$W/vae/best" --data "$W/data"
+[ -f "$W/latents/cache.json" ] || $E encode --data "$W/data" --vae "$W/vae/best" --out "$W/latents"
+$E train reid --space latent --latents "$W/latents" --out "$W/reid" --epochs ${REID_EPOCHS:-30}
+$E train diffusion --latents "$W/latents" --out "$W/gen_regular" --steps ${GEN_STEPS:-3000}
+$E train diffusion --latents "$W/latents" --out "$W/gen_memorizing" --subset 16 --steps ${MEM_STEPS:-2000}
+$E assets --runs "$W" --out assets

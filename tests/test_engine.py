@@ -1,0 +1,103 @@
+"""The audit engine end to end on the tiny workspace: planted copies are flagged, real
+held-out videos mostly not; shortlist agrees with exact; the Pearson scorer is exact."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.ndimage import shift as nd_shift
+
+from echoaudit.audit.privacy import flag_videos
+from echoaudit.data.video import load_video, write_video
+from echoaudit.errors import EchoAuditError, IndexMismatchError
+from echoaudit.index import EmbeddingIndex
+from echoaudit.workspace import Workspace
+
+
+@pytest.fixture(scope="module")
+def ws(tiny_workspace):
+    return Workspace(tiny_workspace)
+
+
+def planted_copies(ws, tmp_path, rng):
+    """Training videos altered the way a leaking generator would alter them."""
+    out = []
+    for i, name in enumerate(ws.train.names):
+        x = ws.train.load(i, size=ws.size).frames
+        kind = ["noise", "brightness", "shift", "crop", "reencode"][i % 5]
+        if kind == "noise":
+            x = np.clip(x + rng.normal(0, 0.03, x.shape), 0, 1)
+        elif kind == "brightness":
+            x = np.clip(1.1 * x + 0.04, 0, 1)
+        elif kind == "shift":
+            x = nd_shift(x, (0, 1, -1), order=1)
+        elif kind == "crop":
+            x = x[3 : 3 + len(x) // 2]
+        else:
+            p = write_video(tmp_path / f"{name}.mp4", x, 25.0)
+            x = load_video(p, size=ws.size).frames
+        out.append((f"copy_{kind}_{name}", name, x.astype(np.float32)))
+    return out
+
+
+def test_planted_copies_flagged_and_real_videos_rarely(ws, tmp_path):
+    thr = ws.threshold(95.0)
+    copies = planted_copies(ws, tmp_path, np.random.default_rng(0))
+    scores = pd.concat([ws.engine.score_frames(x, q).per_train for q, _, x in copies])
+    flags = flag_videos(scores, thr.value, queries=[q for q, _, _ in copies])
+    assert flags["flagged"].mean() >= 0.95
+    # The matched training video is the one copied (or one of that patient's videos).
+    patient = dict(zip(ws.train.names, ws.train.patients))
+    truth = {q: patient[src] for q, src, _ in copies}
+    assert (flags["train_patient"] == flags["query"].map(truth)).mean() >= 0.9
+
+    held = flag_videos(ws.heldout_scores, thr.value, queries=ws.heldout.names)
+    assert held["flagged"].mean() <= 0.25  # calibrated at 5 %; few held-out videos here
+
+
+def test_shortlist_agrees_with_exact_with_fewer_head_calls(ws):
+    thr = ws.threshold(95.0).value
+    same, calls_short, calls_exact = [], 0, 0
+    for i in range(len(ws.heldout)):
+        x = ws.heldout.load(i, size=ws.size).frames
+        emb = ws.engine.embed_frames(x[:: ws.engine.config.frame_stride])
+        a = ws.engine.score_embeddings(emb, "q")
+        b = ws.engine.score_embeddings(emb, "q", exact=True)
+        same.append((a.per_train["score"].iloc[0] >= thr) == (b.per_train["score"].iloc[0] >= thr))
+        calls_short += a.head_evaluations
+        calls_exact += b.head_evaluations
+        # The exact best score can only be higher or equal: it sees every pair.
+        assert b.per_train["score"].iloc[0] >= a.per_train["score"].iloc[0] - 1e-6
+    assert np.mean(same) >= 0.9
+    assert calls_exact > calls_short
+
+
+def test_pearson_scorer_equals_numpy(ws):
+    x = ws.heldout.load(0, size=ws.size).frames[::2]
+    emb = ws.engine.embed_frames(x)
+    got = ws.engine.pearson_scores(emb, k=ws.index.ntotal).set_index("train_video")["pearson"]
+    train = ws.engine.train_embeddings
+    corr = np.corrcoef(np.concatenate([emb, train]))[: len(emb), len(emb):]
+    videos = ws.index.metadata["video"].to_numpy()
+    expect = pd.Series(corr.max(axis=0)).groupby(videos).max()
+    assert np.allclose(got.sort_index().to_numpy(), expect.sort_index().to_numpy(), atol=1e-4)
+
+
+def test_temporal_curves_real_video(ws):
+    x = ws.heldout.load(0, size=ws.size).frames
+    curves = ws.engine.temporal_curves(ws.engine.embed_frames(x))
+    assert curves["first"].shape == (len(x),) and curves["consecutive"].shape == (len(x) - 1,)
+    assert curves["first"][0] > 0.5  # a frame is its own patient
+    assert np.isclose(curves["correlation"][0], 1.0)
+
+
+def test_index_with_other_models_is_refused(ws):
+    fp = dict(ws.manifest["index"]["fingerprint"], reid="0" * 64)
+    with pytest.raises(IndexMismatchError, match="reid"):
+        EmbeddingIndex.load(ws.root / "index", expected_fingerprint=fp)
+
+
+def test_workspace_errors_are_clear(tmp_path, ws):
+    with pytest.raises(EchoAuditError, match="not an EchoAudit workspace"):
+        Workspace(tmp_path)
+    with pytest.raises(EchoAuditError, match="no synthetic set 'nope'"):
+        ws.synthetic("nope")
