@@ -123,6 +123,58 @@ def cmd_eval_reid(args) -> None:
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
 
 
+def cmd_train_diffusion(args) -> None:
+    from echoaudit.latents import LatentCache
+    from echoaudit.train.diffusion import DiffusionTrainConfig, train_diffusion_from_cache
+
+    _threads(args)
+    cfg = DiffusionTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, num_frames=args.num_frames,
+                               frame_stride=args.frame_stride, subset=args.subset, seed=args.seed,
+                               checkpoint_every=args.checkpoint_every)
+    rec = train_diffusion_from_cache(LatentCache.load(args.latents), args.out, cfg)
+    print(f"trained {rec.get('step', cfg.steps)} steps on {rec.get('train_videos', '?')} videos; pipeline in {args.out}/best")
+
+
+def cmd_generate(args) -> None:
+    from echoaudit.generate import generate_dataset
+    from echoaudit.models.vae import FrameVAE
+
+    _threads(args)
+    root = generate_dataset(args.generator, FrameVAE.from_pretrained(args.vae), args.out, n=args.n, seed=args.seed,
+                            steps=args.steps, ef=args.ef, guidance=args.guidance, num_frames=args.frames,
+                            overwrite=args.overwrite)
+    print(f"wrote {args.n} synthetic videos to {root}")
+
+
+def cmd_eval_generator(args) -> None:
+    from echoaudit.data.echonet import EchoNetDataset
+    from echoaudit.fileio import atomic_path
+    from echoaudit.generate import generator_quality
+
+    real = EchoNetDataset.open(args.real)
+    if args.split:
+        real = real.split(args.split)
+    rows = []
+    for path in args.synthetic:
+        df = generator_quality(EchoNetDataset.open(path), real, max_videos=args.max_videos)
+        rows.append(df.assign(synthetic_set=str(path)))
+        print(f"== {path}")
+        print(df[["metric", "synthetic", "real", "ratio"]].round(4).to_string(index=False))
+    import pandas as pd
+
+    out = pd.concat(rows, ignore_index=True)
+    with atomic_path(args.out) as tmp:
+        out.to_csv(tmp, index=False)
+    print(f"wrote {args.out}")
+
+
+def cmd_assets(args) -> None:
+    from echoaudit.assets import export_demo_assets
+
+    spec = export_demo_assets(args.runs, args.out)
+    print(f"wrote {args.out}/demo.json: " + ", ".join(f"{k}={v}" for k, v in spec.items() if isinstance(v, str)))
+
+
 # --- workspace, audit -------------------------------------------------------------------
 
 def cmd_encode(args) -> None:
@@ -263,7 +315,47 @@ def build_parser() -> argparse.ArgumentParser:
     trr.add_argument("--threads", type=int, default=0)
     trr.set_defaults(func=cmd_train_reid)
 
+    td = tr.add_parser("diffusion", help="train a latent video diffusion model on a latent cache")
+    td.add_argument("--latents", required=True, type=Path)
+    td.add_argument("--out", required=True, type=Path)
+    td.add_argument("--steps", type=int, default=1500)
+    td.add_argument("--batch-size", type=int, default=4)
+    td.add_argument("--lr", type=float, default=5e-4)
+    td.add_argument("--num-frames", type=int, default=32)
+    td.add_argument("--frame-stride", type=int, default=2)
+    td.add_argument("--subset", type=int, default=None, help="train on the first N training videos only (memorizing demo)")
+    td.add_argument("--checkpoint-every", type=int, default=250)
+    td.add_argument("--seed", type=int, default=0)
+    td.add_argument("--threads", type=int, default=0)
+    td.set_defaults(func=cmd_train_diffusion)
+
+    ge = sub.add_parser("generate", help="write an EchoNet-format synthetic data set")
+    ge.add_argument("--generator", required=True, type=Path, help="pipeline folder (a run's best/)")
+    ge.add_argument("--vae", required=True, type=Path)
+    ge.add_argument("--out", required=True, type=Path)
+    ge.add_argument("--n", type=int, default=16)
+    ge.add_argument("--seed", type=int, default=0)
+    ge.add_argument("--steps", type=int, default=25)
+    ge.add_argument("--ef", type=float, default=None, help="requested EF in percent (default: drawn from training EFs)")
+    ge.add_argument("--guidance", type=float, default=2.0)
+    ge.add_argument("--frames", type=int, default=None)
+    ge.add_argument("--overwrite", action="store_true")
+    ge.add_argument("--threads", type=int, default=0)
+    ge.set_defaults(func=cmd_generate)
+
+    ase = sub.add_parser("assets", help="export trained demo checkpoints into assets/ with demo.json")
+    ase.add_argument("--runs", required=True, type=Path)
+    ase.add_argument("--out", type=Path, default=Path("assets"))
+    ase.set_defaults(func=cmd_assets)
+
     ev = sub.add_parser("eval", help="measure a model").add_subparsers(dest="model", required=True)
+    eg = ev.add_parser("generator", help="intensity and motion statistics of synthetic vs real videos")
+    eg.add_argument("--synthetic", required=True, type=Path, action="append")
+    eg.add_argument("--real", required=True, type=Path)
+    eg.add_argument("--split", default="TEST")
+    eg.add_argument("--max-videos", type=int, default=64)
+    eg.add_argument("--out", required=True, type=Path)
+    eg.set_defaults(func=cmd_eval_generator)
     er = ev.add_parser("reid", help="test AUC and the cross-view matrix, latent and image space")
     er.add_argument("--out", required=True, type=Path)
     er.add_argument("--latent-model", action="append", default=[], help="VIEW=MODEL_FOLDER, repeatable")

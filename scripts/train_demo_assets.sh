@@ -12,11 +12,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 W=${1:-runs}
 E=".venv/bin/echoaudit"
+D="$W/data/a4c"
 mkdir -p "$W"
-[ -f "$W/data/FileList.csv" ] || $E phantom --out "$W/data" --patients 125 --videos-per-patient 4 --seed 0
-$E train vae --data "$W/data" --out "$W/vae" --steps ${VAE_STEPS:-600} --eval-every 100
-$E eval vae --vae "$W/vae/best" --data "$W/data"
-[ -f "$W/latents/cache.json" ] || $E encode --data "$W/data" --vae "$W/vae/best" --out "$W/latents"
+[ -f "$D/FileList.csv" ] || $E phantom --out "$D" --patients 125 --videos-per-patient 4 --seed 0
+$E train vae --data "$D" --out "$W/vae" --steps ${VAE_STEPS:-600} --eval-every 100
+$E eval vae --vae "$W/vae/best" --data "$D"
+[ -f "$W/latents/cache.json" ] || $E encode --data "$D" --vae "$W/vae/best" --out "$W/latents"
 $E train reid --space latent --latents "$W/latents" --out "$W/reid" --epochs ${REID_EPOCHS:-30}
 $E train diffusion --latents "$W/latents" --out "$W/gen_regular" --steps ${GEN_STEPS:-3000}
 $E train diffusion --latents "$W/latents" --out "$W/gen_memorizing" --subset 16 --steps ${MEM_STEPS:-2000}

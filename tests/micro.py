@@ -21,7 +21,7 @@ from echoaudit.models.vae import FrameVAE
 from echoaudit.train.reid import LatentPairSource, ReIDTrainConfig, train_reid
 from echoaudit.train.vae import VAETrainConfig, sample_frames, train_vae
 
-SIZE = 32
+SIZE = 64
 PHANTOM = PhantomConfig(n_patients=16, videos_per_patient=2, frames=16, fps=25.0, size=SIZE, seed=0)
 
 
@@ -32,15 +32,15 @@ def micro_models(root: Path) -> dict[str, Path]:
     ds = EchoNetDataset.open(data)
     frames = sample_frames(ds.split("TRAIN"), frames_per_video=4, seed=0, size=SIZE)
     val = sample_frames(ds.split("TEST"), frames_per_video=2, seed=1, size=SIZE)
-    vcfg = VAETrainConfig(steps=30, batch_size=16, lr=2e-3, eval_every=30, block_out_channels=(8, 16, 16, 16),
+    vcfg = VAETrainConfig(steps=120, batch_size=16, lr=2e-3, eval_every=120, block_out_channels=(8, 16, 16, 16),
                           crop=None)
     train_vae(frames, val, root / "vae", vcfg)
     vae = FrameVAE.from_pretrained(root / "vae" / "best")
     cache = encode_dataset(ds, vae, root / "latents", size=SIZE)
     source = LatentPairSource(np.asarray(cache.latents), np.asarray(cache.augmented), cache.table,
                               fingerprint=cache.vae_fingerprint)
-    rcfg = ReIDTrainConfig(epochs=6, pairs_per_epoch=1024, batch_size=128, width=16, embed_dim=32, head_hidden=32,
-                           val_pairs=256, lr=3e-3, patience=6)
+    rcfg = ReIDTrainConfig(epochs=25, pairs_per_epoch=1024, batch_size=128, width=16, embed_dim=32, head_hidden=32,
+                           val_pairs=256, lr=3e-3, patience=25)
     train_reid(source, root / "reid", rcfg)
     out = {"data": data, "vae": root / "vae" / "best", "reid": root / "reid" / "best", "cache": root / "latents"}
     out.update(micro_generators(root, cache))

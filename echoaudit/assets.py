@@ -1,0 +1,72 @@
+"""Export trained demo checkpoints into ``assets/`` with ``demo.json``, which records the
+phantom data they were trained on (so the demo can regenerate exactly that data) and
+their headline training figures. Only weights and configs are copied: no optimizer state.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from echoaudit.errors import EchoAuditError
+from echoaudit.fileio import atomic_dir, write_json
+
+__all__ = ["export_demo_assets"]
+
+_KEEP = (".json", ".safetensors")
+
+
+def _copy(src: Path, dst: Path, summary: dict) -> None:
+    if not src.is_dir():
+        raise EchoAuditError(f"missing trained model folder {src}; run scripts/train_demo_assets.sh first")
+    with atomic_dir(dst) as tmp:
+        for f in src.rglob("*"):
+            if f.is_file() and f.suffix in _KEEP and not f.name.startswith("trainer_state"):
+                target = tmp / f.relative_to(src)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(f, target)
+        (tmp / "metrics.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+
+
+def export_demo_assets(runs: str | Path, out: str | Path = "assets") -> dict:
+    runs, out = Path(runs), Path(out)
+    table = pd.read_csv(runs / "data" / "a4c" / "FileList.csv")
+    patients = table["PatientID"].nunique()
+    vpp = int(len(table) // patients)
+    phantom = {"n_patients": int(patients), "videos_per_patient": vpp, "frames": int(table["NumberOfFrames"].iloc[0]),
+               "fps": float(table["FPS"].iloc[0]), "size": int(table["FrameHeight"].iloc[0]),
+               "view": str(table["View"].iloc[0]), "seed": 0}
+
+    vae = json.loads((runs / "vae" / "metrics.json").read_text())
+    best = vae["best"]
+    _copy(runs / "vae" / "best", out / "vae", {
+        "summary": f"{best['step']} steps; held-out low-passed PSNR {best['psnr_lowpass']:.2f} dB, "
+                   f"raw PSNR {best['psnr_raw']:.2f} dB, SSIM {best['ssim']:.3f}", **best})
+    reid = json.loads((runs / "reid" / "metrics.json").read_text())
+    _copy(runs / "reid" / "best", out / "reid", {
+        "summary": f"latent space; best VAL AUC {reid['best_auc']:.4f} at epoch {reid['best_epoch']}",
+        "best_auc": reid["best_auc"], "best_epoch": reid["best_epoch"], "seconds": reid.get("seconds")})
+    gens = {}
+    for name in ("regular", "memorizing"):
+        src = runs / f"gen_{name}" / "best"
+        info = json.loads((src / "training.json").read_text()) if (src / "training.json").exists() else {}
+        n_train = info.get("train_videos") or info.get("n_train_videos")
+        _copy(src, out / "generators" / name, {
+            "summary": f"{info.get('step', '?')} steps on {n_train} training videos", "step": info.get("step"),
+            "train_videos": n_train})
+        gens[name] = f"generators/{name}"
+    spec = {
+        "phantom": phantom,
+        "vae": "vae",
+        "reid": "reid",
+        "generators": gens,
+        "build": {"n_synthetic": 32, "synthetic_frames": 32, "steps": 20, "seed": 0,
+                  "engine": {"frame_stride": 2, "index_stride": 4, "k": 32}},
+        "notes": {"trained_with": "bash scripts/train_demo_assets.sh",
+                  "memorizing": "the memorizing generator saw only its subset of TRAIN videos, for many steps"},
+    }
+    write_json(out / "demo.json", spec)
+    return spec

@@ -1,0 +1,245 @@
+"""Plotly figures of the audit, built from the tables of ``echoaudit.audit`` and the
+workspace. Each builder takes plain arrays / DataFrames and returns a ``go.Figure`` with
+labelled axes (units in brackets); the dashboard and the HTML report draw the same ones.
+
+No Streamlit here. Colours: real data blue, synthetic orange, threshold red, the ideal
+(uniform-draw) curve gray.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+__all__ = [
+    "COLORS",
+    "frame_similarity_strip",
+    "score_histograms",
+    "roc_figure",
+    "recall_threshold_figure",
+    "recall_n_figure",
+    "pca_coordinates",
+    "coverage_map",
+    "coverage_bars",
+    "temporal_curves_figure",
+    "temporal_distribution_figure",
+]
+
+COLORS = {"real": "#1f77b4", "synthetic": "#ff7f0e", "threshold": "#d62728", "ideal": "#7f7f7f",
+          "covered": "#2ca02c", "uncovered": "#bdbdbd"}
+_LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=50, b=50), legend=dict(orientation="h", y=-0.2))
+
+
+def _fig(title: str, x: str, y: str, **layout) -> go.Figure:
+    fig = go.Figure()
+    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, **(_LAYOUT | layout))
+    return fig
+
+
+def _threshold_line(fig: go.Figure, t: float, *, vertical: bool, label: str | None = None) -> None:
+    text = label or f"threshold {t:.3f}"
+    if vertical:
+        fig.add_vline(x=t, line=dict(color=COLORS["threshold"], dash="dash"), annotation_text=text,
+                      annotation_position="top right")
+    else:
+        fig.add_hline(y=t, line=dict(color=COLORS["threshold"], dash="dash"), annotation_text=text,
+                      annotation_position="top left")
+
+
+def frame_similarity_strip(frames: Sequence[int], curve: Sequence[float], threshold: float,
+                           *, title: str = "Per-frame re-identification") -> go.Figure:
+    """Frame number vs the best same-patient probability of that frame against any
+    training frame (``VideoScores.frames`` / ``.frame_curve``), with the threshold."""
+    fig = _fig(title, "frame of the query video (number)", "same-patient probability (0-1)",
+               height=280, yaxis_range=[0, 1.02])
+    fig.add_scatter(x=np.asarray(frames), y=np.asarray(curve, dtype=float), mode="lines+markers",
+                    name="best match per frame", line=dict(color=COLORS["synthetic"]))
+    _threshold_line(fig, threshold, vertical=False)
+    return fig
+
+
+def score_histograms(heldout_best: Sequence[float], synthetic_best: Sequence[float], threshold: float,
+                     *, synthetic_label: str = "synthetic", nbins: int = 40) -> go.Figure:
+    """Histograms of each query's best re-ID score against the training set: real
+    held-out videos (what unseen patients score) and synthetic videos, with the threshold."""
+    fig = _fig("Best re-identification score per video", "best same-patient probability (0-1)",
+               "share of videos (%)", barmode="overlay", xaxis_range=[0, 1])
+    bins = dict(start=0.0, end=1.0, size=1.0 / nbins)
+    fig.add_histogram(x=np.asarray(heldout_best, float), name="real held-out", histnorm="percent", xbins=bins,
+                      marker_color=COLORS["real"], opacity=0.6)
+    fig.add_histogram(x=np.asarray(synthetic_best, float), name=synthetic_label, histnorm="percent", xbins=bins,
+                      marker_color=COLORS["synthetic"], opacity=0.6)
+    _threshold_line(fig, threshold, vertical=True)
+    return fig
+
+
+def roc_figure(labels: Sequence[int], scores: Sequence[float], auc: Mapping | None = None) -> go.Figure:
+    """ROC curve of the re-ID head on held-out frame pairs; ``auc``: dict value/low/high."""
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, _ = roc_curve(np.asarray(labels, int), np.asarray(scores, float))
+    name = "re-ID head"
+    if auc:
+        name += f" (AUC {auc['value']:.3f}, 95 % CI {auc['low']:.3f}-{auc['high']:.3f})"
+    fig = _fig("Re-identification ROC (held-out patients)", "false positive rate (different-patient pairs)",
+               "true positive rate (same-patient pairs)", xaxis_range=[0, 1], yaxis_range=[0, 1.02])
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", line=dict(color=COLORS["ideal"], dash="dot"))
+    fig.add_scatter(x=fpr, y=tpr, mode="lines", name=name, line=dict(color=COLORS["real"]))
+    return fig
+
+
+def _band(fig: go.Figure, x, low, high, color: str, name: str) -> None:
+    fig.add_scatter(x=np.concatenate([x, x[::-1]]), y=np.concatenate([high, low[::-1]]), fill="toself", mode="lines",
+                    fillcolor=color, opacity=0.2, line=dict(width=0), name=name, hoverinfo="skip",
+                    showlegend=False)
+
+
+def recall_threshold_figure(curves: Mapping[str, pd.DataFrame], threshold: float | None = None) -> go.Figure:
+    """Generative recall vs threshold, one line (+ Wilson band) per query set.
+
+    ``curves``: label -> :func:`recall.recall_vs_threshold` table (threshold, recall, low, high).
+    """
+    fig = _fig("Generative recall vs threshold", "threshold on the best-match score (0-1)",
+               "recall (% of training videos)")
+    for label, df in curves.items():
+        color = COLORS["real"] if "real" in label or "held" in label else COLORS["synthetic"]
+        x = df["threshold"].to_numpy()
+        _band(fig, x, 100 * df["low"].to_numpy(), 100 * df["high"].to_numpy(), color, label)
+        fig.add_scatter(x=x, y=100 * df["recall"].to_numpy(), mode="lines", name=label, line=dict(color=color))
+    if threshold is not None:
+        _threshold_line(fig, threshold, vertical=True)
+    return fig
+
+
+def recall_n_figure(curves: Mapping[str, pd.DataFrame], n_train: int, *, learned: Mapping | None = None,
+                    n_max: int | None = None) -> go.Figure:
+    """Recall vs number of query videos: measured curves (mean and 5-95 % band of random
+    subsets, :func:`recall.recall_vs_n`), the ideal uniform-draw curve ``1 - (1 - 1/N)^n``,
+    and the estimated limit ``s_hat / N`` with its interval (``learned``: a
+    :class:`occupancy.LearnedEstimate` dict)."""
+    from echoaudit.audit.occupancy import ideal_recall_curve
+
+    fig = _fig("Recall vs number of videos", "number of query videos n", "recall (% of training videos)")
+    top = n_max or max(int(df["n_queries"].max()) for df in curves.values())
+    n = np.unique(np.round(np.linspace(0, max(top, 1), 60)).astype(int))
+    fig.add_scatter(x=n, y=100 * ideal_recall_curve(n, n_train), mode="lines", name="ideal: 1-(1-1/N)^n",
+                    line=dict(color=COLORS["ideal"], dash="dash"))
+    for label, df in curves.items():
+        color = COLORS["real"] if "real" in label or "held" in label else COLORS["synthetic"]
+        x = df["n_queries"].to_numpy()
+        _band(fig, x, 100 * df["p05"].to_numpy(), 100 * df["p95"].to_numpy(), color, label)
+        fig.add_scatter(x=x, y=100 * df["mean"].to_numpy(), mode="lines+markers", name=label, line=dict(color=color))
+    if learned:
+        fig.add_hrect(y0=100 * learned["recall_low"], y1=100 * learned["recall_high"],
+                      fillcolor=COLORS["synthetic"], opacity=0.12, line_width=0)
+        fig.add_hline(y=100 * learned["recall_limit"], line=dict(color=COLORS["synthetic"], dash="dot"),
+                      annotation_text=f"estimated limit s/N = {100 * learned['recall_limit']:.1f} %",
+                      annotation_position="top left")
+    return fig
+
+
+def pca_coordinates(embeddings: pd.DataFrame, *, fit_on: str = "train") -> pd.DataFrame:
+    """2-D PCA of per-video embeddings (columns set, video, emb), fitted on ``fit_on`` rows.
+
+    ``z = (e - mean_fit) @ V[:, :2]`` with V the right singular vectors of the centred
+    fitting rows. Returns the input's set/video columns plus ``pc1``, ``pc2`` (float64).
+    """
+    if embeddings.empty:
+        return pd.DataFrame(columns=["set", "video", "pc1", "pc2"])
+    e = np.stack([np.asarray(v, np.float64) for v in embeddings["emb"]])
+    fit = e[(embeddings["set"] == fit_on).to_numpy()]
+    if len(fit) < 2:
+        fit = e
+    mean = fit.mean(axis=0)
+    _, _, vt = np.linalg.svd(fit - mean, full_matrices=False)
+    comps = vt[:2]
+    if comps.shape[0] < 2:
+        comps = np.vstack([comps, np.zeros_like(comps)])
+    # Fix each component's sign so the map does not flip between runs.
+    comps = comps * np.where(comps[np.arange(2), np.abs(comps).argmax(axis=1)] < 0, -1.0, 1.0)[:, None]
+    z = (e - mean) @ comps.T
+    out = embeddings[["set", "video"]].reset_index(drop=True).copy()
+    out["pc1"], out["pc2"] = z[:, 0], z[:, 1]
+    return out
+
+
+def coverage_map(coords: pd.DataFrame, covered: pd.DataFrame, synthetic_set: str | None = None) -> go.Figure:
+    """PCA map: training videos coloured covered / not covered, synthetic videos overlaid.
+
+    ``coords``: :func:`pca_coordinates`; ``covered``: :func:`recall.covered_train_videos`
+    output with ``train_video``, ``covered`` (and EF, PatientID if present). Each training
+    point carries its video name as ``customdata`` (for selection events).
+    """
+    fig = _fig("Training videos in re-ID embedding space (PCA)", "principal component 1 (a.u.)",
+               "principal component 2 (a.u.)", height=520, dragmode="lasso")
+    train = coords[coords["set"] == "train"].merge(covered, left_on="video", right_on="train_video", how="left")
+    train["covered"] = train["covered"].fillna(False).astype(bool)
+    for flag, label in ((True, "covered training video"), (False, "not covered")):
+        part = train[train["covered"] == flag]
+        extra = [f"EF {ef:.0f} %" if pd.notna(ef) else "" for ef in part.get("EF", pd.Series([np.nan] * len(part)))]
+        fig.add_scattergl(x=part["pc1"], y=part["pc2"], mode="markers", name=label,
+                          marker=dict(color=COLORS["covered" if flag else "uncovered"], size=8,
+                                      line=dict(width=0.5, color="#555")),
+                          customdata=part["video"], text=extra,
+                          hovertemplate="%{customdata}<br>%{text}<extra>" + label + "</extra>")
+    if synthetic_set is not None:
+        syn = coords[coords["set"] == synthetic_set]
+        fig.add_scattergl(x=syn["pc1"], y=syn["pc2"], mode="markers", name=f"synthetic ({synthetic_set})",
+                          marker=dict(color=COLORS["synthetic"], symbol="x", size=8), customdata=syn["video"],
+                          hovertemplate="%{customdata}<extra>synthetic</extra>")
+    return fig
+
+
+def coverage_bars(groups: pd.DataFrame, *, by_label: str) -> go.Figure:
+    """Coverage per group (:func:`recall.coverage_by_group`) with Wilson error bars."""
+    fig = _fig(f"Coverage by {by_label}", by_label, "covered training videos (%)", yaxis_range=[0, 105])
+    g = groups.dropna(subset=["coverage"])
+    fig.add_bar(x=g["group"], y=100 * g["coverage"], marker_color=COLORS["covered"],
+                error_y=dict(type="data", symmetric=False, array=100 * (g["high"] - g["coverage"]),
+                             arrayminus=100 * (g["coverage"] - g["low"])),
+                text=[f"{c}/{n}" for c, n in zip(g["n_covered"], g["n_train"])], textposition="outside",
+                name="coverage (Wilson 95 % CI)")
+    return fig
+
+
+def temporal_curves_figure(temporal: pd.DataFrame, videos: Sequence[str], measure: str = "first",
+                           *, drop_at: float | None = 0.5) -> go.Figure:
+    """Per-frame consistency curves of the chosen videos.
+
+    ``temporal``: long table (set, video, frame, first, correlation; optional ``id``,
+    then ``videos`` name ids rather than videos); ``measure``:
+    ``"first"`` (same-patient probability of frame t vs frame 0) or ``"correlation"``
+    (Pearson correlation of embeddings, the paper's measure).
+    """
+    ylab = {"first": "same-patient probability vs first frame (0-1)",
+            "correlation": "embedding correlation with first frame (-1 to 1)"}[measure]
+    fig = _fig("Consistency over time", "frame (number)", ylab)
+    col = "id" if "id" in temporal else "video"
+    for name in videos:
+        part = temporal[temporal[col] == name].sort_values("frame")
+        if part.empty:
+            continue
+        kind = "real" if str(part["set"].iloc[0]).startswith("real") else "synthetic"
+        label = name if col == "id" else f"{name} ({part['set'].iloc[0]})"
+        fig.add_scatter(x=part["frame"], y=part[measure], mode="lines", name=label,
+                        line=dict(color=COLORS[kind], dash="solid" if kind == "synthetic" else "dot"))
+    if drop_at is not None and measure == "first":
+        _threshold_line(fig, drop_at, vertical=False, label=f"decision level {drop_at:g}")
+    return fig
+
+
+def temporal_distribution_figure(summary: pd.DataFrame, column: str, ylabel: str) -> go.Figure:
+    """Box plots (with points) of a per-video summary column, real vs synthetic.
+
+    ``summary``: :func:`temporal.summarise_curves` output with an extra ``set`` column.
+    """
+    fig = _fig(f"{ylabel}: real vs synthetic", "video set", ylabel, showlegend=False)
+    for set_name, part in summary.groupby("set", sort=False):
+        values = pd.to_numeric(part[column], errors="coerce").dropna()
+        kind = "real" if str(set_name).startswith("real") else "synthetic"
+        fig.add_box(y=values, name=f"{set_name} (n={len(values)})", boxpoints="all", jitter=0.4,
+                    marker_color=COLORS[kind])
+    return fig

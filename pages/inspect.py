@@ -1,0 +1,87 @@
+"""Inspect: one video (generated, uploaded, or from the workspace) against its nearest
+training videos, played side by side, with a per-frame similarity strip and a verdict."""
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+import widgets
+from echoaudit import figures as F
+from echoaudit.data.video import load_video, resize_frames
+from echoaudit.errors import EchoAuditError
+
+ws = widgets.page_setup()
+root = str(ws.root)
+st.title("Inspect a video")
+
+source = st.radio("Video", ["Upload", "Generate", "From the workspace"], key="inspect_source", horizontal=True)
+frames, fps, name = None, 50.0, None
+if source == "Upload":
+    up = st.file_uploader("Video file (AVI, MP4 or GIF)", type=["avi", "mp4", "gif"], key="inspect_upload")
+    if up is not None:
+        try:
+            video = load_video(up.getvalue(), extension="." + up.name.rsplit(".", 1)[-1].lower(), size=ws.size)
+            frames, fps, name = video.frames, video.fps, up.name
+        except EchoAuditError as exc:
+            widgets.show_error(exc)
+elif source == "Generate":
+    if not ws.generator_names:
+        st.info("This workspace has no generator.")
+    else:
+        c1, c2, c3, c4 = st.columns(4)
+        gen = c1.selectbox("Generator", ws.generator_names, key="inspect_generator")
+        seed = int(c2.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="inspect_seed"))
+        ef = c3.slider("Ejection fraction (%)", 10, 80, 55, key="inspect_ef")
+        steps = c4.slider("Sampler steps", 5, 50, 20, key="inspect_steps")
+        if st.button("Generate", key="inspect_generate", type="primary"):
+            st.session_state["inspect_generated"] = (gen, seed, float(ef), steps)
+        if st.session_state.get("inspect_generated"):
+            gen, seed, ef, steps = st.session_state["inspect_generated"]
+            with st.spinner(f"Generating with {gen} ({steps} steps) ..."):
+                u8 = widgets.generate_video(root, gen, seed, ef, steps)
+            frames, name = resize_frames(u8, ws.size), f"{gen}-seed{seed}-ef{ef:g}"
+else:
+    sets = ["heldout"] + ws.synthetic_names
+    c1, c2 = st.columns(2)
+    set_name = c1.selectbox("Set", sets, key="inspect_set",
+                            format_func=lambda s: "real held-out" if s == "heldout" else f"synthetic: {s}")
+    ds = ws.heldout if set_name == "heldout" else ws.synthetic(set_name)
+    name = c2.selectbox("Video", ds.names, key="inspect_video")
+    frames, fps = widgets.workspace_video(root, set_name, name)
+
+if frames is None:
+    st.info("Choose or upload a video to compare it with the training set.")
+    st.stop()
+
+k = st.slider("Nearest training videos shown", 1, 8, 4, key="inspect_k")
+t = widgets.current_threshold(ws)
+scores = widgets.query_video(root, np.ascontiguousarray(frames, dtype=np.float32), str(name))
+top = scores.per_train.head(k)
+best = float(top["score"].iloc[0]) if len(top) else 0.0
+if best >= t:
+    st.error(f"MEMORIZED: best re-identification probability {best:.3f} >= threshold {t:.3f} "
+             f"(training video {top['train_video'].iloc[0]}, patient {top['train_patient'].iloc[0]})")
+else:
+    st.success(f"NOT MEMORIZED: best re-identification probability {best:.3f} < threshold {t:.3f}")
+
+# One tiled H.264 video: every tile restarts on the same frame, so the query and its
+# matches cannot drift apart the way several independently started players do.
+train_rows = ws.train.table.set_index("FileName")
+videos, captions = [frames], [f"query: {str(name)[:22]}\n{len(frames)} frames"]
+for _, r in top.iterrows():
+    ef_v = train_rows.at[r["train_video"], "EF"]
+    videos.append(widgets.training_frames(root, r["train_video"]))
+    captions.append(f"p={r['score']:.3f} {r['train_patient']}\nEF {ef_v:.0f}% {r['train_video'][-10:]}")
+mp4 = widgets.tiled_mp4(tuple(videos), tuple(captions), float(fps))
+st.video(mp4, format="video/mp4", loop=True, autoplay=True, muted=True)
+
+st.plotly_chart(F.frame_similarity_strip(scores.frames, scores.frame_curve, t), key="inspect_strip")
+st.dataframe(
+    pd.DataFrame({"rank": np.arange(1, len(top) + 1), "training video": top["train_video"],
+                  "patient": top["train_patient"], "re-ID probability": top["score"],
+                  "robust score (top 10 % frames)": top["score_robust"],
+                  "EF (%)": [train_rows.at[v, "EF"] for v in top["train_video"]],
+                  "best query frame": top["best_query_frame"], "best training frame": top["best_train_frame"]}),
+    hide_index=True, width="stretch",
+    column_config={"re-ID probability": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="%.3f")})
+st.caption(f"Threshold {t:.3f} (set on the Privacy page). {scores.head_evaluations:,} frame pairs scored by the re-ID head.")

@@ -1,0 +1,192 @@
+"""The dashboard pages under streamlit.testing.v1.AppTest, on the tiny workspace: drive the
+widgets and check the numbers shown against the library."""
+
+import base64
+import json
+import re
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from echoaudit.audit.privacy import best_matches, flag_summary, flag_videos
+from echoaudit.audit.recall import generative_recall
+from echoaudit.data.video import load_video, write_video
+from echoaudit.workspace import Workspace
+
+APP = "../app.py"
+
+
+@pytest.fixture(scope="module")
+def ws(tiny_workspace):
+    return Workspace(tiny_workspace)
+
+
+@pytest.fixture
+def app(ws, monkeypatch):
+    monkeypatch.setenv("ECHOAUDIT_WORKSPACE", str(ws.root))
+
+    def open_page(page: str | None = None) -> AppTest:
+        at = AppTest.from_file(APP, default_timeout=60)
+        at.run()
+        if page:
+            at.switch_page(f"pages/{page}.py").run()
+        assert not at.exception, [e.value for e in at.exception]
+        return at
+
+    return open_page
+
+
+def array(v):
+    """A plotly spec array: a list, or plotly's typed-array dict {dtype, bdata}."""
+    if isinstance(v, dict) and "bdata" in v:
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+    return np.asarray(v)
+
+
+def metric(at, label):
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def test_missing_workspace_offers_the_demo_build(tmp_path, monkeypatch):
+    monkeypatch.setenv("ECHOAUDIT_WORKSPACE", str(tmp_path / "empty"))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    assert [b.label for b in at.button] == ["Build the demo workspace"]
+    assert "No EchoAudit workspace" in at.warning[0].value and str(tmp_path / "empty") in at.warning[0].value
+
+
+def test_broken_workspace_shows_the_error_text(tmp_path, monkeypatch):
+    (tmp_path / "manifest.json").write_text("{not json")
+    monkeypatch.setenv("ECHOAUDIT_WORKSPACE", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    assert "is not valid JSON" in at.error[0].value
+
+
+def test_home_shows_what_is_loaded(app, ws):
+    at = app()
+    assert metric(at, "Training videos") == str(len(ws.train))
+    assert metric(at, "Held-out videos (VAL + TEST)") == str(len(ws.heldout))
+    assert metric(at, "Indexed training frames") == f"{ws.manifest['index']['ntotal']:,}"
+    models = at.dataframe[1].value
+    assert list(models["fingerprint"]) == list(ws.models_info()["fingerprint"])
+
+
+def _flagged(ws, name, t):
+    return flag_summary(flag_videos(ws.synthetic_scores(name), t, queries=ws.synthetic(name).names))
+
+
+def test_privacy_slider_updates_the_flagged_count(app, ws):
+    at = app("privacy")
+    name = at.selectbox(key="synthetic_set").value
+    t0 = ws.threshold(95).value
+    assert at.slider(key="privacy_threshold").value == pytest.approx(round(t0, 3))
+    s = _flagged(ws, name, at.session_state["audit_threshold"])
+    assert metric(at, "Flagged synthetic videos") == f"{s['n_flagged']} of {s['n_videos']}"
+    assert metric(at, "Calibrated threshold (95th pct.)") == f"{t0:.3f}"
+    # every synthetic video's best score, and one just above the lowest: counts must follow
+    best = best_matches(ws.synthetic_scores(name), queries=ws.synthetic(name).names)["score"]
+    for t in (0.0, float(np.round(best.min() + 0.0005, 3)), 1.0):
+        at.slider(key="privacy_threshold").set_value(t).run()  # elements go stale after a run: fetch again
+        assert at.session_state["audit_threshold"] == t
+        s = _flagged(ws, name, t)
+        assert metric(at, "Flagged synthetic videos") == f"{s['n_flagged']} of {s['n_videos']}"
+        assert metric(at, "Flagged share") == f"{100 * s['share']:.1f} %"
+    assert at.session_state["audit_threshold"] == 1.0
+    hist = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert hist["layout"]["shapes"][0]["x0"] == pytest.approx(1.0)
+    assert len(at.get("download_button")) == 1
+
+
+def test_privacy_other_set_and_flagged_table(app, ws):
+    at = app("privacy")
+    other = ws.synthetic_names[-1]
+    at.selectbox(key="synthetic_set").select(other).run()
+    at.slider(key="privacy_threshold").set_value(0.0).run()
+    s = _flagged(ws, other, 0.0)
+    assert metric(at, "Flagged synthetic videos") == f"{s['n_videos']} of {s['n_videos']}"
+    table = at.dataframe[0].value
+    assert len(table) == s["n_videos"] and table["synthetic"].str.startswith("data:image/png;base64,").all()
+
+
+def test_coverage_recall_matches_the_library(app, ws):
+    at = app("coverage")
+    name = at.selectbox(key="synthetic_set").value
+    best = best_matches(ws.synthetic_scores(name), queries=ws.synthetic(name).names)
+    t = ws.threshold(95).value
+    r = generative_recall(best, len(ws.train), round(t, 3))
+    assert metric(at, "Generative recall (synthetic)") == f"{100 * r['recall']:.1f} %"
+    at.toggle(key="coverage_use_threshold").set_value(False).run()
+    r = generative_recall(best, len(ws.train), None)
+    assert metric(at, "Generative recall (synthetic)") == f"{100 * r['recall']:.1f} %"
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    names = [tr.get("name", "") for sp in specs for tr in sp["data"]]
+    assert "ideal: 1-(1-1/N)^n" in names and any(n.startswith("synthetic") for n in names)
+    pca = next(sp for sp in specs if "PCA" in sp["layout"]["title"]["text"])
+    shown = {v for tr in pca["data"] if "training" in tr["name"] or tr["name"] == "not covered" for v in tr["customdata"]}
+    assert shown == set(ws.train.names)
+
+
+def test_temporal_page_draws_the_selected_curves(app, ws):
+    at = app("temporal")
+    chosen = at.multiselect(key="temporal_videos").value
+    assert chosen
+    at.radio(key="temporal_measure").set_value("correlation").run()
+    curves = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert len(curves["data"]) == len(chosen) and "correlation" in curves["layout"]["yaxis"]["title"]["text"]
+    assert len({c.split(" / ")[0] for c in chosen}) == 1 + len(ws.synthetic_names)  # real + every set
+    tmp = ws.temporal
+    set_name, video = chosen[-1].split(" / ")
+    first = tmp[(tmp["video"] == video) & (tmp["set"] == set_name)].sort_values("frame")["correlation"].to_numpy()
+    np.testing.assert_allclose(array(curves["data"][-1]["y"]), first, rtol=1e-6)
+
+
+def test_inspect_workspace_video_verdict(app, ws):
+    at = app("inspect")
+    at.radio(key="inspect_source").set_value("From the workspace").run()
+    name = ws.synthetic_names[0]
+    at.selectbox(key="inspect_set").select(name).run()
+    video = at.selectbox(key="inspect_video").value
+    t = ws.threshold(95).value
+    stored = ws.synthetic_scores(name).query("query == @video")["score"].max()
+    badge = (at.error or at.success)[0].value
+    shown = float(re.search(r"probability ([0-9.]+)", badge).group(1))
+    assert shown == pytest.approx(stored, abs=2e-3)  # stored tables keep 3 decimals
+    assert badge.startswith("MEMORIZED" if shown >= round(t, 3) else "NOT MEMORIZED")
+    assert at.get("video")[0].proto.url  # the tiled H.264 clip
+    strip = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert strip["layout"]["xaxis"]["title"]["text"].startswith("frame")
+
+
+def test_inspect_upload_planted_copy_and_bad_file(app, ws, tmp_path):
+    at = app("inspect")
+    frames = ws.train.load(0).frames
+    rng = np.random.default_rng(0)
+    path = write_video(tmp_path / "copy.avi", np.clip(frames + rng.normal(0, 0.01, frames.shape), 0, 1), 25.0)
+    data = path.read_bytes()
+    at.file_uploader(key="inspect_upload").upload("copy.avi", data, "video/x-msvideo").run()
+    assert not at.exception
+    expected = ws.query(load_video(data, extension=".avi", size=ws.size).frames).per_train["score"].max()
+    badge = (at.error or at.success)[0].value
+    t = round(ws.threshold(95).value, 3)
+    assert badge.startswith("MEMORIZED" if expected >= t else "NOT MEMORIZED")
+    assert f"{expected:.3f}" in badge
+    table = at.dataframe[0].value
+    assert ws.train.names[0] in set(table["training video"]) or len(table) == 4
+
+    at2 = app("inspect")
+    at2.file_uploader(key="inspect_upload").upload("bad.avi", b"RIFF0000nonsense" * 10, "video/x-msvideo").run()
+    assert not at2.exception
+    assert "bad.avi" in at2.error[0].value or "not a video" in at2.error[0].value or "copy" in at2.error[0].value
+
+
+def test_report_page_writes_and_offers_the_zip(app, ws):
+    at = app("report")
+    at.checkbox(key="report_png").uncheck().run()
+    at.button(key="report_write").click().run(timeout=120)
+    assert not at.exception
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert "Download the report (zip)" in labels
+    folders = list((ws.root / "reports").iterdir())
+    assert folders and (folders[-1] / "report.html").exists() and (folders[-1] / "tables" / "flags.csv").exists()

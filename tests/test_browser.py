@@ -1,0 +1,165 @@
+"""End to end in a real browser: `streamlit run app.py` on the tiny workspace, driven by
+Playwright with Debian Chromium. Upload a planted copy of a training video on Inspect,
+move the Privacy threshold with the keyboard, and check what the page shows against the
+library. Screenshots of every page go to test-artifacts/ (gitignored)."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from echoaudit.audit.privacy import flag_summary, flag_videos
+from echoaudit.data.video import load_video, write_video
+from echoaudit.workspace import Workspace
+
+CHROMIUM = "/usr/bin/chromium"
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "test-artifacts"
+SLIDER = "Memorization threshold (same-patient probability)"
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow,
+              pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"needs Debian Chromium at {CHROMIUM}")]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_workspace):
+    port = _free_port()
+    env = dict(os.environ, ECHOAUDIT_WORKSPACE=str(tiny_workspace), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless=true", "--server.address=127.0.0.1",
+         f"--server.port={port}", "--browser.gatherUsageStats=false", "--server.fileWatcherType=none"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                if urllib.request.urlopen(f"{base}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"streamlit did not start: {proc.stdout.read().decode(errors='replace')[-2000:]}")
+            time.sleep(0.3)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _settle(page, timeout=60_000):
+    """Wait until the app has finished its rerun."""
+    page.wait_for_selector('[data-testid="stApp"]', timeout=timeout)
+    try:  # a rerun may take a moment to start after an input
+        page.wait_for_selector('[data-test-script-state="running"]', timeout=700)
+    except Exception:  # noqa: BLE001 - it was quick, or already over
+        pass
+    page.wait_for_selector('[data-test-script-state="notRunning"]', timeout=timeout)
+
+
+def _go(page, title):
+    page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
+    page.wait_for_selector(f'h1:has-text("{_H1[title]}")', timeout=60_000)
+    _settle(page)
+
+
+_H1 = {"Home": "EchoAudit", "Inspect": "Inspect a video", "Privacy": "Privacy: memorization",
+       "Coverage": "Coverage: generative recall", "Temporal": "Temporal consistency", "Report": "Meeting report"}
+
+
+def _metric(page, label):
+    box = page.locator('[data-testid="stMetric"]', has_text=label).first
+    return box.locator('[data-testid="stMetricValue"]').inner_text().strip()
+
+
+def _upload(page, path):
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(path))
+    page.wait_for_selector('[data-testid="stAlertContentError"], [data-testid="stAlertContentSuccess"]',
+                           timeout=60_000)
+    _settle(page)
+    return page.locator('[data-testid="stAlertContentError"], [data-testid="stAlertContentSuccess"]').first.inner_text()
+
+
+def test_inspect_upload_then_privacy_slider(server, tiny_workspace, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    ws = Workspace(tiny_workspace)
+    name = ws.synthetic_names[0]
+    # The planted copy: a training video with a little noise, as a user would upload it.
+    frames = ws.train.load(0).frames
+    noisy = np.clip(frames + np.random.default_rng(0).normal(0, 0.01, frames.shape), 0, 1)
+    planted = write_video(tmp_path / "planted_copy.avi", noisy, 25.0)
+    score = float(ws.query(load_video(planted.read_bytes(), extension=".avi", size=ws.size).frames)
+                  .per_train["score"].max())
+    t0 = round(ws.threshold(95).value, 3)
+    count = lambda t: flag_summary(flag_videos(ws.synthetic_scores(name), t, queries=ws.synthetic(name).names))
+    # Arrow presses (step 0.001) until the planted copy is flagged and the flagged count has changed.
+    k = next(k for k in range(1, 1001) if round(t0 - 0.001 * k, 3) <= score
+             and count(round(t0 - 0.001 * k, 3))["n_flagged"] != count(t0)["n_flagged"])
+    t_k = round(t0 - 0.001 * k, 3)
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 2400})
+            page.goto(server)
+            page.wait_for_selector('h1:has-text("EchoAudit")', timeout=60_000)
+            _settle(page)
+            page.screenshot(path=ARTIFACTS / "home.png")
+
+            _go(page, "Inspect")
+            badge = _upload(page, planted)
+            assert badge.startswith("MEMORIZED" if score >= t0 else "NOT MEMORIZED"), badge
+            assert f"{score:.3f}" in badge
+            page.wait_for_selector("video", timeout=30_000)
+            page.screenshot(path=ARTIFACTS / "inspect_default_threshold.png")
+
+            _go(page, "Privacy")
+            before = count(t0)
+            assert _metric(page, "Flagged synthetic videos") == f"{before['n_flagged']} of {before['n_videos']}"
+            slider = page.get_by_role("slider", name=SLIDER)
+            slider.focus()
+            for _ in range(k):
+                slider.press("ArrowLeft")
+            after = count(t_k)
+            expected = f"{after['n_flagged']} of {after['n_videos']}"
+            page.wait_for_function(
+                """([label, want]) => [...document.querySelectorAll('[data-testid="stMetric"]')]
+                     .some(m => m.innerText.includes(label) && m.innerText.includes(want))""",
+                arg=["Flagged synthetic videos", expected], timeout=60_000)
+            _settle(page)
+            assert _metric(page, "Flagged synthetic videos") == expected != f"{before['n_flagged']} of {before['n_videos']}"
+            assert page.get_by_text(f"{t_k:.3f} is the").count() == 1  # the caption names the new threshold
+            page.screenshot(path=ARTIFACTS / "privacy.png")
+
+            _go(page, "Inspect")  # the lowered threshold carries over: the planted copy is flagged
+            badge = _upload(page, planted)
+            assert badge.startswith("MEMORIZED"), badge
+            assert f"threshold {t_k:.3f}" in badge
+            page.screenshot(path=ARTIFACTS / "inspect.png")
+
+            for title in ("Coverage", "Temporal", "Report"):
+                _go(page, title)
+                page.screenshot(path=ARTIFACTS / f"{title.lower()}.png")
+        finally:
+            browser.close()
+    assert all((ARTIFACTS / f).stat().st_size > 10_000 for f in
+               ("home.png", "inspect.png", "privacy.png", "coverage.png", "temporal.png", "report.png"))

@@ -1,0 +1,106 @@
+"""Figure builders: the right traces, labelled axes, threshold lines where the numbers say."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from echoaudit import figures as F
+from echoaudit.audit.occupancy import ideal_recall_curve
+from echoaudit.audit.recall import recall_vs_n, recall_vs_threshold
+
+
+def _axes(fig):
+    return fig.layout.xaxis.title.text, fig.layout.yaxis.title.text
+
+
+def test_strip_has_threshold_line_and_labels():
+    fig = F.frame_similarity_strip([0, 2, 4], [0.1, 0.9, 0.5], 0.73)
+    x, y = _axes(fig)
+    assert "frame" in x and "probability" in y
+    assert fig.data[0].y.tolist() == [0.1, 0.9, 0.5]
+    lines = [s for s in fig.layout.shapes if s.type == "line"]
+    assert len(lines) == 1 and lines[0].y0 == pytest.approx(0.73) == lines[0].y1
+
+
+def test_histograms_two_sets_and_vertical_threshold():
+    fig = F.score_histograms([0.1, 0.2], [0.3, 0.95, 0.99], 0.9)
+    assert [t.name for t in fig.data] == ["real held-out", "synthetic"]
+    assert fig.data[1].x.tolist() == [0.3, 0.95, 0.99]
+    assert fig.layout.shapes[0].x0 == pytest.approx(0.9)
+
+
+def test_roc_figure_matches_sklearn_curve():
+    from sklearn.metrics import roc_curve
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 50)
+    s = rng.random(50) + 0.3 * y
+    fig = F.roc_figure(y, s, {"value": 0.8, "low": 0.7, "high": 0.9})
+    fpr, tpr, _ = roc_curve(y, s)
+    np.testing.assert_allclose(fig.data[1].x, fpr)
+    np.testing.assert_allclose(fig.data[1].y, tpr)
+    assert "AUC 0.800" in fig.data[1].name and "0.700-0.900" in fig.data[1].name
+
+
+def _best(n, n_train, seed=0):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"query": [f"q{i}" for i in range(n)],
+                         "train_video": [f"v{j}" for j in rng.integers(0, n_train, n)],
+                         "score": rng.random(n)})
+
+
+def test_recall_figures_plot_percent_and_ideal_curve():
+    best = _best(30, 20)
+    vt = recall_vs_threshold(best, 20, [0.0, 0.5, 1.0])
+    fig = F.recall_threshold_figure({"synthetic": vt}, 0.5)
+    line = [t for t in fig.data if t.name == "synthetic" and t.fill is None][0]
+    np.testing.assert_allclose(line.y, 100 * vt["recall"].to_numpy())
+
+    vn = recall_vs_n(best, 20, [1, 10, 30], None, n_rep=5, seed=0)
+    learned = {"recall_limit": 0.6, "recall_low": 0.4, "recall_high": 0.8}
+    fig = F.recall_n_figure({"synthetic": vn, "real held-out": vn}, 20, learned=learned)
+    ideal = fig.data[0]
+    np.testing.assert_allclose(ideal.y, 100 * ideal_recall_curve(np.asarray(ideal.x), 20))
+    assert any(s.type == "line" and s.y0 == pytest.approx(60.0) for s in fig.layout.shapes)
+    assert any(s.type == "rect" and s.y0 == pytest.approx(40.0) and s.y1 == pytest.approx(80.0)
+               for s in fig.layout.shapes)
+
+
+def test_pca_coordinates_match_sklearn_up_to_sign():
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(1)
+    e = rng.normal(size=(30, 6)) * np.array([5, 3, 1, 0.5, 0.2, 0.1])
+    emb = pd.DataFrame({"set": ["train"] * 20 + ["gen"] * 10, "video": [f"v{i}" for i in range(30)],
+                        "emb": list(e)})
+    out = F.pca_coordinates(emb)
+    ref = PCA(2).fit(e[:20]).transform(e)
+    for k, col in enumerate(["pc1", "pc2"]):
+        sign = np.sign(np.dot(out[col], ref[:, k]))
+        np.testing.assert_allclose(out[col].to_numpy(), sign * ref[:, k], atol=1e-8)
+
+
+def test_coverage_map_and_bars():
+    coords = pd.DataFrame({"set": ["train", "train", "train", "gen"], "video": ["a", "b", "c", "g"],
+                           "pc1": [0.0, 1, 2, 3], "pc2": [0.0, 1, 2, 3]})
+    covered = pd.DataFrame({"train_video": ["a", "b", "c"], "covered": [True, False, False], "EF": [50.0, 60, 70]})
+    fig = F.coverage_map(coords, covered, "gen")
+    assert [list(t.customdata) for t in fig.data] == [["a"], ["b", "c"], ["g"]]
+    groups = pd.DataFrame({"group": ["x", "y"], "n_train": [4, 2], "n_covered": [1, 2], "coverage": [0.25, 1.0],
+                           "low": [0.05, 0.3], "high": [0.7, 1.0]})
+    bar = F.coverage_bars(groups, by_label="view").data[0]
+    np.testing.assert_allclose(bar.y, [25.0, 100.0])
+    np.testing.assert_allclose(bar.error_y.array, [45.0, 0.0])
+    np.testing.assert_allclose(bar.error_y.arrayminus, [20.0, 70.0])
+
+
+def test_temporal_figures():
+    tmp = pd.DataFrame({"set": ["real held-out"] * 3 + ["gen"] * 3, "video": ["r"] * 3 + ["s"] * 3,
+                        "frame": [0, 2, 4] * 2, "first": [1, 0.9, 0.8, 1, 0.4, 0.2],
+                        "correlation": [1, 0.95, 0.9, 1, 0.5, 0.1]})
+    fig = F.temporal_curves_figure(tmp, ["r", "s"], "correlation")
+    assert [t.y.tolist() for t in fig.data] == [[1, 0.95, 0.9], [1, 0.5, 0.1]]
+    assert "correlation" in fig.layout.yaxis.title.text
+    summ = pd.DataFrame({"set": ["real held-out", "gen", "gen"], "mean": [0.9, 0.5, 0.4]})
+    fig = F.temporal_distribution_figure(summ, "mean", "mean")
+    assert [t.name for t in fig.data] == ["real held-out (n=1)", "gen (n=2)"]

@@ -1,0 +1,234 @@
+"""Shared Streamlit pieces of the EchoAudit dashboard: the cached workspace (or the panel
+that builds the demo one), the sidebar choices every page shares, and st.cache_data
+wrappers around ``echoaudit.report``'s views, keyed on plain values (the workspace
+folder as a string plus widget values). No maths here.
+
+Session keys shared between pages: ``synthetic_set`` (sidebar selectbox, mirrored in
+``audit_synthetic`` so it survives page switches) and
+``audit_threshold`` (the threshold set on the Privacy page, used by Inspect, Coverage and
+Report). Page-only keys carry the page's prefix (``privacy_threshold``, ``inspect_*``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from echoaudit import report as R
+from echoaudit.errors import EchoAuditError
+from echoaudit.workspace import Workspace
+
+__all__ = [
+    "workspace_root", "open_workspace", "require_workspace", "page_setup", "build_panel", "sidebar", "synthetic_set",
+    "calibrated_threshold", "current_threshold", "set_threshold", "privacy_data", "auc_data", "coverage_data",
+    "temporal_data", "pca_data", "thumbnails", "training_frames", "query_video", "generate_video",
+    "workspace_video", "tiled_mp4", "selected_videos", "show_error",
+]
+
+
+def workspace_root() -> str:
+    """The workspace folder: $ECHOAUDIT_WORKSPACE (default ``demo_workspace``), absolute."""
+    return str(Path(os.environ.get("ECHOAUDIT_WORKSPACE", "demo_workspace")).resolve())
+
+
+@st.cache_resource(show_spinner="Opening the workspace ...")
+def open_workspace(root: str) -> Workspace:
+    """One Workspace per folder, shared by every session; never mutated by the app."""
+    return Workspace(root)
+
+
+def show_error(exc: BaseException) -> None:
+    """A user-caused error as plain text (no stack trace)."""
+    st.error(str(exc) or type(exc).__name__)
+
+
+def require_workspace() -> Workspace:
+    """The cached workspace; when the folder holds none, the build panel, then st.stop()."""
+    root = workspace_root()
+    if not Workspace.exists(root):
+        build_panel(root)
+        st.stop()
+    try:
+        return open_workspace(root)
+    except EchoAuditError as exc:
+        show_error(exc)
+        st.stop()
+
+
+def build_panel(root: str) -> None:
+    """Explain that ``root`` holds no workspace and offer to build the phantom demo there."""
+    st.title("EchoAudit")
+    st.warning(f"No EchoAudit workspace in `{root}` (no manifest.json).")
+    st.markdown(
+        "A workspace holds the data set, the models, the index of training frames and the audit "
+        "scores. Build the phantom demo here (from the checkpoints in `assets/`; several minutes on a CPU), "
+        "or point `ECHOAUDIT_WORKSPACE` at an existing workspace and restart."
+    )
+    if st.button("Build the demo workspace", key="build_demo", type="primary"):
+        from echoaudit.demo import build_demo_workspace
+
+        with st.status("Building the demo workspace ...", expanded=True) as status:
+            bar = st.progress(0.0, text="starting")
+            try:
+                build_demo_workspace(root, progress=lambda f, m: bar.progress(float(min(1.0, max(0.0, f))), text=m))
+            except EchoAuditError as exc:
+                status.update(label="The build failed", state="error")
+                show_error(exc)
+                return
+            status.update(label="Workspace ready", state="complete")
+        open_workspace.clear()
+        st.rerun()
+
+
+# ---------------------------------------------------------------------------------------
+# choices shared by every page
+
+
+def page_setup() -> Workspace:
+    """Top of every page: the workspace (or the build panel) and the shared sidebar.
+
+    Pages call this rather than relying on app.py for the sidebar, so a page also works
+    when run on its own (AppTest.switch_page runs the page file without the entry file).
+    """
+    ws = require_workspace()
+    sidebar(ws)
+    return ws
+
+
+def sidebar(ws: Workspace) -> None:
+    """Synthetic-set selector and the threshold in use, in the sidebar."""
+    with st.sidebar:
+        names = ws.synthetic_names
+        if names:
+            # Widget state does not survive a page switch by itself: restore it from a plain key.
+            if st.session_state.get("synthetic_set") not in names:
+                kept = st.session_state.get("audit_synthetic")
+                st.session_state["synthetic_set"] = kept if kept in names else names[0]
+            chosen = st.selectbox("Synthetic set", names, key="synthetic_set",
+                                  help="The generator's output audited on the Privacy, Coverage and Report pages.")
+            st.session_state["audit_synthetic"] = chosen
+        t = current_threshold(ws)
+        st.caption(f"Workspace `{Path(ws.root).name}` · threshold {t:.3f}")
+
+
+def synthetic_set(ws: Workspace) -> str | None:
+    names = ws.synthetic_names
+    chosen = st.session_state.get("synthetic_set", st.session_state.get("audit_synthetic"))
+    return chosen if chosen in names else (names[0] if names else None)
+
+
+@st.cache_data(show_spinner=False)
+def calibrated_threshold(root: str, percentile: float = 95.0) -> dict:
+    """The calibrated Threshold as a dict (value, low, high, percentile, ...) + ``describe``."""
+    thr = open_workspace(root).threshold(percentile)
+    return thr.to_dict() | {"describe": thr.describe()}
+
+
+def current_threshold(ws: Workspace) -> float:
+    """The threshold chosen on the Privacy page, else the calibrated 95th-percentile one."""
+    # The slider's own key is already updated when a rerun starts (audit_threshold only after
+    # the slider line runs), so the sidebar shows the value the page is about to use.
+    for key in ("privacy_threshold", "audit_threshold"):
+        t = st.session_state.get(key)
+        if t is not None:
+            return float(t)
+    return float(calibrated_threshold(str(ws.root))["value"])
+
+
+def set_threshold(value: float) -> None:
+    st.session_state["audit_threshold"] = float(value)
+
+
+# ---------------------------------------------------------------------------------------
+# cached tables (plain arguments only)
+
+
+@st.cache_data(show_spinner="Flagging synthetic videos ...")
+def privacy_data(root: str, synthetic: str, threshold: float) -> dict:
+    return R.privacy_view(open_workspace(root), synthetic, threshold)
+
+
+@st.cache_data(show_spinner="Bootstrapping the ROC AUC ...")
+def auc_data(root: str) -> dict | None:
+    return R.reid_auc(open_workspace(root))
+
+
+@st.cache_data(show_spinner="Computing coverage ...")
+def coverage_data(root: str, synthetic: str, threshold: float | None) -> dict:
+    return R.coverage_view(open_workspace(root), synthetic, threshold)
+
+
+@st.cache_data(show_spinner=False)
+def temporal_data(root: str) -> dict:
+    return R.temporal_view(open_workspace(root))
+
+
+@st.cache_data(show_spinner=False)
+def pca_data(root: str) -> pd.DataFrame:
+    from echoaudit.figures import pca_coordinates
+
+    return pca_coordinates(open_workspace(root).video_embeddings)
+
+
+@st.cache_data(show_spinner="Making thumbnails ...", max_entries=64)
+def thumbnails(root: str, set_name: str, names: tuple[str, ...]) -> dict[str, str]:
+    """Data-URI thumbnails of videos of the training set (``"train"``), the held-out set
+    (``"heldout"``) or a synthetic set (its name)."""
+    ws = open_workspace(root)
+    ds = {"train": ws.train, "heldout": ws.heldout}.get(set_name) or ws.synthetic(set_name)
+    return R.video_thumbnails(ds, list(names))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def training_frames(root: str, name: str) -> np.ndarray:
+    ws = open_workspace(root)
+    return ws.train.load(name, size=ws.size).frames
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def workspace_video(root: str, set_name: str, name: str) -> tuple[np.ndarray, float]:
+    ws = open_workspace(root)
+    ds = ws.heldout if set_name == "heldout" else ws.synthetic(set_name)
+    v = ds.load(name, size=ws.size)
+    return v.frames, v.fps
+
+
+@st.cache_data(show_spinner="Scoring the video against the training set ...", max_entries=16)
+def query_video(root: str, frames: np.ndarray, name: str):
+    """VideoScores of (T, size, size) frames in [0, 1] (cached on the frames' content)."""
+    return open_workspace(root).query(frames, name)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def generate_video(root: str, generator: str, seed: int, ef: float | None, steps: int) -> np.ndarray:
+    """(T, H, W) uint8 frames of one generated video."""
+    frames, _ = open_workspace(root).generate(generator, n=1, seed=seed, ef=ef, steps=steps)
+    return np.asarray(frames)[0]
+
+
+@st.cache_data(show_spinner="Rendering the side-by-side video ...", max_entries=16)
+def tiled_mp4(videos: tuple[np.ndarray, ...], captions: tuple[str, ...], fps: float) -> bytes:
+    """One H.264 MP4 of the tiled videos, so the query and its matches loop in step."""
+    from echoaudit.data.video import video_to_mp4_bytes
+
+    return video_to_mp4_bytes(R.tile_videos(list(videos), list(captions)), fps)
+
+
+def selected_videos(event) -> list[str]:
+    """Video names (``customdata``) of the points picked in a plotly selection event."""
+    try:
+        points = event["selection"]["points"]
+    except (KeyError, TypeError):
+        return []
+    out = []
+    for p in points:
+        name = p.get("customdata")
+        if isinstance(name, (list, tuple)):
+            name = name[0] if name else None
+        if name is not None and name not in out:
+            out.append(str(name))
+    return out
