@@ -175,6 +175,42 @@ def cmd_assets(args) -> None:
     print(f"wrote {args.out}/demo.json: " + ", ".join(f"{k}={v}" for k, v in spec.items() if isinstance(v, str)))
 
 
+def cmd_index(args) -> None:
+    from echoaudit.build import _data_fingerprint, embed_video_frames
+    from echoaudit.data.echonet import EchoNetDataset
+    from echoaudit.engine import build_training_index
+    from echoaudit.fileio import sha256_tree
+    from echoaudit.index import IndexConfig
+    from echoaudit.models.reid import load_reid
+    from echoaudit.models.vae import FrameVAE
+
+    _threads(args)
+    ds = EchoNetDataset.open(args.data).split(args.split)
+    vae, reid = FrameVAE.from_pretrained(args.vae), load_reid(args.reid)
+    fingerprint = {"vae": sha256_tree(args.vae), "reid": sha256_tree(args.reid), "data": _data_fingerprint(ds),
+                   "index_stride": args.stride}
+    index, _ = build_training_index(
+        ds, args.out, fingerprint=fingerprint, index_stride=args.stride, config=IndexConfig(kind=args.kind),
+        embed_video=lambda i: embed_video_frames(vae, reid, ds.load(i, size=args.size).frames[:: args.stride]))
+    print(f"indexed {index.ntotal} frames of {len(ds)} {args.split} videos ({index.kind}) in {args.out}")
+
+
+def cmd_query(args) -> None:
+    from echoaudit.data.video import load_video
+    from echoaudit.workspace import Workspace
+
+    _threads(args)
+    ws = Workspace(args.workspace)
+    thr = ws.threshold(args.percentile)
+    print(f"threshold {thr.value:.4f}: {thr.describe()}")
+    for path in args.videos:
+        res = ws.query(load_video(path, size=ws.size).frames, name=str(path))
+        best = res.best
+        verdict = "MEMORIZED" if best["score"] >= thr.value else "not memorized"
+        print(f"== {path}: {verdict} (best {best['score']:.4f}: {best['train_video']}, patient {best['train_patient']})")
+        print(res.per_train.head(args.top)[["train_video", "train_patient", "score", "score_robust"]].to_string(index=False))
+
+
 # --- workspace, audit -------------------------------------------------------------------
 
 def cmd_encode(args) -> None:
@@ -399,6 +435,26 @@ def build_parser() -> argparse.ArgumentParser:
     wc.add_argument("--seed", type=int, default=0)
     wc.add_argument("--threads", type=int, default=0)
     wc.set_defaults(func=cmd_workspace_create)
+
+    ix = sub.add_parser("index", help="embed a split's frames with VAE + re-ID and build the FAISS index")
+    ix.add_argument("--data", required=True, type=Path)
+    ix.add_argument("--vae", required=True, type=Path)
+    ix.add_argument("--reid", required=True, type=Path)
+    ix.add_argument("--out", required=True, type=Path)
+    ix.add_argument("--split", default="TRAIN")
+    ix.add_argument("--stride", type=int, default=4, help="index every k-th frame")
+    ix.add_argument("--kind", default="auto", help="auto, flat, ivf or hnsw")
+    ix.add_argument("--size", type=int, default=112)
+    ix.add_argument("--threads", type=int, default=0)
+    ix.set_defaults(func=cmd_index)
+
+    qu = sub.add_parser("query", help="nearest training videos and the memorization verdict for video files")
+    qu.add_argument("--workspace", required=True, type=Path)
+    qu.add_argument("videos", nargs="+", type=Path)
+    qu.add_argument("--percentile", type=float, default=95.0)
+    qu.add_argument("--top", type=int, default=5)
+    qu.add_argument("--threads", type=int, default=0)
+    qu.set_defaults(func=cmd_query)
 
     de = sub.add_parser("demo", help="build the phantom demo workspace from the shipped checkpoints")
     de.add_argument("--workspace", type=Path, default=Path("demo_workspace"))
