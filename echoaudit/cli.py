@@ -288,10 +288,16 @@ def _print_summary(name: str, s: dict) -> None:
         print(f"{label}: synthetic {100 * r['synthetic']['recall']:.1f} %, real held-out {100 * r['heldout']['recall']:.1f} % "
               f"on {r['n_queries']} queries each; adjusted {r['adjusted_recall']:.2f}" if r['adjusted_recall'] is not None else
               f"{label}: synthetic {100 * r['synthetic']['recall']:.1f} %, real held-out {100 * r['heldout']['recall']:.1f} %")
-    for key, label in (("synthetic", "learned videos (synthetic)"), ("heldout", "learned videos (real held-out)")):
+    for key, label in (("synthetic", "learned videos (synthetic, thresholded)"),
+                       ("heldout", "learned videos (real held-out, thresholded)"),
+                       ("synthetic_best_match", "learned videos (synthetic, best match)"),
+                       ("heldout_best_match", "learned videos (real held-out, best match)")):
         e = s["learned"][key]
         if e:
-            print(f"{label}: s = {e['s_hat']} [{e['s_low']}, {e['s_high']}] of {e['N']} (k={e['k']} distinct of n={e['n']})")
+            print(f"{label}: s = {e['s_hat']} [{e['s_low']}, {e['s_high']}] of {e['N']} training videos "
+                  f"(k = {e['k']} distinct hit by n = {e['n']} videos; {e['rule']})")
+        else:
+            print(f"{label}: no video reaches the threshold, so nothing to estimate")
     if "reid_auc" in s:
         a = s["reid_auc"]
         print(f"re-ID AUC: {a['value']:.3f} [{a['low']:.3f}, {a['high']:.3f}]")
