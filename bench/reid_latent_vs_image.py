@@ -63,6 +63,8 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--embed-dim", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--latents", default=None,
+                    help="reuse this latent cache of --data (made with the same --vae) instead of encoding again")
     ap.add_argument("--work", default=None, help="folder for the cache and checkpoints (default: a temporary one)")
     args = ap.parse_args()
 
@@ -74,16 +76,24 @@ def main() -> None:
     vae = FrameVAE.from_pretrained(vae_dir)
     print(f"data: {data} ({len(dataset)} videos, {dataset.table['PatientID'].nunique()} patients); work folder {run}")
 
-    t0 = time.perf_counter()
-    cache = encode_dataset(dataset, vae, run / "latents", seed=args.seed)
-    print(f"encode: {time.perf_counter() - t0:.1f} s for {len(dataset)} videos x {cache.latents.shape[1]} frames "
-          "(once per data set; not part of the epoch times)")
+    if args.latents:
+        from echoaudit.latents import LatentCache
+
+        cache_dir = Path(args.latents)
+        cache = LatentCache.load(cache_dir, expected_vae=vae.fingerprint)
+        print(f"encode: reused the cache {cache_dir} ({len(dataset)} videos x {cache.latents.shape[1]} frames)")
+    else:
+        t0 = time.perf_counter()
+        cache_dir = run / "latents"
+        cache = encode_dataset(dataset, vae, cache_dir, seed=args.seed)
+        print(f"encode: {time.perf_counter() - t0:.1f} s for {len(dataset)} videos x {cache.latents.shape[1]} frames "
+              "(once per data set; not part of the epoch times)")
 
     cfg = ReIDTrainConfig(epochs=args.epochs, pairs_per_epoch=args.pairs, batch_size=args.batch_size, width=args.width,
                           embed_dim=args.embed_dim, val_pairs=args.val_pairs, patience=args.epochs, seed=args.seed)
     sources = {
         "image": ImagePairSource(dataset, size=int(cache.meta["size"]), max_frames=cache.latents.shape[1], seed=args.seed),
-        "latent": LatentPairSource.from_cache(run / "latents"),
+        "latent": LatentPairSource.from_cache(cache_dir),
     }
     figures = {}
     for space, source in sources.items():

@@ -1,6 +1,6 @@
 """Shortlist vs exact scoring: same memorization flag on how many query videos, and how
 many head evaluations each needs. Queries: real held-out videos, every synthetic video of
-the workspace, and planted copies of training videos (noise / brightness / shift).
+the workspace, and planted copies of training videos (noise, brightness, shift, temporal crop, re-encoding).
 
 Usage: python bench/shortlist_vs_exact.py [--workspace demo_workspace] [--queries 120]
 Floor: same flag on >= 99 % of queries with >= 20x fewer head evaluations.
@@ -9,8 +9,8 @@ Floor: same flag on >= 99 % of queries with >= 20x fewer head evaluations.
 import argparse
 
 import numpy as np
-from scipy.ndimage import shift as nd_shift
 
+from echoaudit.planted import COPY_KINDS, plant_copy
 from echoaudit.workspace import Workspace
 
 
@@ -30,7 +30,7 @@ def main() -> None:
         for i in rng.permutation(len(ds))[:per_set]:
             x = ds.load(int(i), size=ws.size).frames
             if label == "copy":
-                x = np.clip(nd_shift(x, (0, 1, 1), order=1) * 1.05 + rng.normal(0, 0.02, x.shape), 0, 1)
+                x = plant_copy(x, COPY_KINDS[int(i) % len(COPY_KINDS)], rng)
             emb = eng.embed_frames(x[:: eng.config.frame_stride])
             a, b = eng.score_embeddings(emb), eng.score_embeddings(emb, exact=True)
             same.append((a.per_train["score"].iloc[0] >= thr) == (b.per_train["score"].iloc[0] >= thr))

@@ -10,12 +10,11 @@ paths; this one checks that the shipped privacy model is good enough to ship.
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.ndimage import shift as nd_shift
 
 from echoaudit.audit.privacy import best_matches, calibrate_threshold, flag_videos
 from echoaudit.build import BuildConfig, create_workspace
 from echoaudit.data.phantom import PhantomConfig, generate_phantom
-from echoaudit.data.video import load_video, write_video
+from echoaudit.planted import planted_copies
 from echoaudit.demo import default_assets
 from echoaudit.engine import EngineConfig
 
@@ -31,27 +30,7 @@ def fresh_ws(tmp_path_factory):
     return create_workspace(root / "ws", data=data, vae=ASSETS / "vae", reid=ASSETS / "reid", cfg=cfg)
 
 
-def _copies(ws, tmp_path):
-    rng = np.random.default_rng(0)
-    out = []
-    for i, name in enumerate(ws.train.names):
-        x = ws.train.load(i).frames
-        kind = ("noise", "brightness", "shift", "crop", "reencode")[i % 5]
-        if kind == "noise":
-            x = np.clip(x + rng.normal(0, 0.03, x.shape), 0, 1)
-        elif kind == "brightness":
-            x = np.clip(0.9 * x + 0.05, 0, 1)
-        elif kind == "shift":
-            x = nd_shift(x, (0, 3, -2), order=1)
-        elif kind == "crop":
-            x = x[5:25]
-        else:
-            x = load_video(write_video(tmp_path / f"{name}.mp4", x, 50.0)).frames
-        out.append((f"copy_{kind}_{name}", name, x))
-    return out
-
-
-def test_planted_copies_flagged_and_test_videos_near_five_percent(fresh_ws, tmp_path):
+def test_planted_copies_flagged_and_test_videos_near_five_percent(fresh_ws):
     ws = fresh_ws
     split = dict(zip(ws.heldout.names, ws.heldout.table["Split"]))
     held = ws.heldout_scores
@@ -59,7 +38,7 @@ def test_planted_copies_flagged_and_test_videos_near_five_percent(fresh_ws, tmp_
     thr = calibrate_threshold(val, percentile=95.0, train_videos=ws.train.names,
                               heldout_videos=[n for n in ws.heldout.names if split[n] == "VAL"])
 
-    copies = _copies(ws, tmp_path)
+    copies = planted_copies(ws.train, size=ws.size)
     scores = pd.concat([ws.engine.score_frames(x, q).per_train for q, _, x in copies])
     flags = flag_videos(scores, thr.value, queries=[q for q, _, _ in copies])
     rate = flags["flagged"].mean()

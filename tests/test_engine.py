@@ -1,13 +1,12 @@
-"""The audit engine end to end on the tiny workspace: planted copies are flagged, real
-held-out videos mostly not; shortlist agrees with exact; the Pearson scorer is exact."""
+"""The audit engine end to end on the tiny workspace: planted copies match their source
+and outscore real held-out videos; shortlist agrees with exact; the Pearson scorer is exact."""
 
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.ndimage import shift as nd_shift
 
 from echoaudit.audit.privacy import best_matches
-from echoaudit.data.video import load_video, write_video
+from echoaudit.planted import planted_copies
 from echoaudit.errors import EchoAuditError, IndexMismatchError
 from echoaudit.index import EmbeddingIndex
 from echoaudit.workspace import Workspace
@@ -18,33 +17,12 @@ def ws(tiny_workspace):
     return Workspace(tiny_workspace)
 
 
-def planted_copies(ws, tmp_path, rng):
-    """Training videos altered the way a leaking generator would alter them."""
-    out = []
-    for i, name in enumerate(ws.train.names):
-        x = ws.train.load(i, size=ws.size).frames
-        kind = ["noise", "brightness", "shift", "crop", "reencode"][i % 5]
-        if kind == "noise":
-            x = np.clip(x + rng.normal(0, 0.03, x.shape), 0, 1)
-        elif kind == "brightness":
-            x = np.clip(1.1 * x + 0.04, 0, 1)
-        elif kind == "shift":
-            x = nd_shift(x, (0, 1, -1), order=1)
-        elif kind == "crop":
-            x = x[3 : 3 + len(x) // 2]
-        else:
-            p = write_video(tmp_path / f"{name}.mp4", x, 25.0)
-            x = load_video(p, size=ws.size).frames
-        out.append((f"copy_{kind}_{name}", name, x.astype(np.float32)))
-    return out
-
-
-def test_planted_copies_match_their_source_and_outscore_real_videos(ws, tmp_path):
+def test_planted_copies_match_their_source_and_outscore_real_videos(ws):
     """Micro models are weak (their head saturates early), so this checks what the engine
     must get right with any model: each copy's best match is its own source patient, and
     copies score above real held-out videos. The >= 95 % flag rate at the calibrated
     threshold is asserted with the shipped demo models in test_demo_models.py."""
-    copies = planted_copies(ws, tmp_path, np.random.default_rng(0))
+    copies = planted_copies(ws.train, size=ws.size)
     scores = pd.concat([ws.engine.score_frames(x, q).per_train for q, _, x in copies])
     best = best_matches(scores, queries=[q for q, _, _ in copies])
     patient = dict(zip(ws.train.names, ws.train.patients))
@@ -101,3 +79,16 @@ def test_workspace_errors_are_clear(tmp_path, ws):
         Workspace(tmp_path)
     with pytest.raises(EchoAuditError, match="no synthetic set 'nope'"):
         ws.synthetic("nope")
+
+
+def test_plant_copy_kinds():
+    from echoaudit.planted import plant_copy
+
+    x = np.random.default_rng(0).random((10, 32, 32)).astype(np.float32)
+    rng = np.random.default_rng(1)
+    assert plant_copy(x, "crop", rng).shape == (6, 32, 32)
+    for kind in ("noise", "brightness", "shift", "reencode"):
+        y = plant_copy(x, kind, rng)
+        assert y.shape == x.shape and 0 < np.abs(y - x).mean() < 0.3
+    with pytest.raises(ValueError, match="kind must be one of"):
+        plant_copy(x, "mirror", rng)
