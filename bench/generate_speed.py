@@ -2,7 +2,7 @@
 
 Generates 16 videos of 32 frames at 112x112 with 25 DDIM steps and classifier-free
 guidance 2.0 (both branches, the default), decoding included, with the generator in
-``assets/diffusion_regular`` when it exists (else an untrained UNet of the demo size:
+``assets/generators/regular`` when it exists (else an untrained UNet of the demo size:
 timing does not depend on the weights) and the VAE in ``assets/vae`` (else an untrained
 demo-size VAE). Then times training steps of the demo configuration on random latents.
 
@@ -42,7 +42,7 @@ def timed(fn):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--generator", type=Path, default=Path("assets/diffusion_regular"))
+    ap.add_argument("--generator", type=Path, default=Path("assets/generators/regular"))
     ap.add_argument("--vae", type=Path, default=Path("assets/vae"))
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--frames", type=int, default=32)

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from echoaudit.engine import AuditEngine, EngineConfig, build_training_index
 from echoaudit.errors import EchoAuditError
-from echoaudit.fileio import atomic_dir, atomic_path, sha256_tree, write_json
+from echoaudit.fileio import atomic_dir, atomic_path, model_fingerprint, write_json
 from echoaudit.workspace import MANIFEST, Workspace
 
 __all__ = ["BuildConfig", "create_workspace", "audit_synthetic_set", "embed_video_frames"]
@@ -51,7 +51,7 @@ def _copy_model(src: Path, dst: Path) -> str:
         raise EchoAuditError(f"{src} is not a model folder (no config.json or model_index.json)")
     with atomic_dir(dst) as tmp:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
-    return sha256_tree(dst)
+    return model_fingerprint(dst)
 
 
 def _save_parquet(df: pd.DataFrame, path: Path) -> str:

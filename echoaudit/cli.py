@@ -179,7 +179,7 @@ def cmd_index(args) -> None:
     from echoaudit.build import _data_fingerprint, embed_video_frames
     from echoaudit.data.echonet import EchoNetDataset
     from echoaudit.engine import build_training_index
-    from echoaudit.fileio import sha256_tree
+    from echoaudit.fileio import model_fingerprint
     from echoaudit.index import IndexConfig
     from echoaudit.models.reid import load_reid
     from echoaudit.models.vae import FrameVAE
@@ -187,7 +187,7 @@ def cmd_index(args) -> None:
     _threads(args)
     ds = EchoNetDataset.open(args.data).split(args.split)
     vae, reid = FrameVAE.from_pretrained(args.vae), load_reid(args.reid)
-    fingerprint = {"vae": sha256_tree(args.vae), "reid": sha256_tree(args.reid), "data": _data_fingerprint(ds),
+    fingerprint = {"vae": model_fingerprint(args.vae), "reid": model_fingerprint(args.reid), "data": _data_fingerprint(ds),
                    "index_stride": args.stride}
     index, _ = build_training_index(
         ds, args.out, fingerprint=fingerprint, index_stride=args.stride, config=IndexConfig(kind=args.kind),

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_path", "atomic_dir", "write_json", "write_text", "sha256_file", "sha256_tree"]
+__all__ = ["atomic_path", "atomic_dir", "write_json", "write_text", "sha256_file", "sha256_tree", "model_fingerprint"]
 
 
 def _umask() -> int:
@@ -86,13 +86,23 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def sha256_tree(path: str | os.PathLike) -> str:
-    """Hash of a file, or of every file in a folder (names and contents, sorted)."""
+def sha256_tree(path: str | os.PathLike, *, include=None) -> str:
+    """Hash of a file, or of every file in a folder (names and contents, sorted);
+    ``include(path) -> bool`` limits which files count."""
     path = Path(path)
     if path.is_file():
         return sha256_file(path)
     h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+    for f in sorted(p for p in path.rglob("*") if p.is_file() and (include is None or include(p))):
         h.update(str(f.relative_to(path)).encode())
         h.update(sha256_file(f).encode())
     return h.hexdigest()
+
+
+_MODEL_FILES = {"config.json", "model_index.json", "scheduler_config.json"}
+
+
+def model_fingerprint(path: str | os.PathLike) -> str:
+    """Identity of a model folder: its weights (*.safetensors) and configs only, so notes
+    such as metrics.json or training.json beside them do not change it."""
+    return sha256_tree(path, include=lambda p: p.suffix == ".safetensors" or p.name in _MODEL_FILES)

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from echoaudit.data.echonet import SPLITS, EchoNetDataset, EchoNetWriter
 from echoaudit.errors import CheckpointError, EchoAuditError
-from echoaudit.fileio import sha256_tree, write_json
+from echoaudit.fileio import model_fingerprint, write_json
 from echoaudit.models.diffusion import EchoVideoPipeline
 from echoaudit.train.diffusion import TRAINING_JSON
 
@@ -257,7 +257,7 @@ def generate_dataset(
                            view=pipe.config.view, Source=SYNTHETIC_SOURCE, Seed=int(seed))
     write_json(out_root / GENERATOR_JSON, {
         "checkpoint": str(pipeline_folder.absolute()),
-        "checkpoint_sha256": sha256_tree(pipeline_folder),
+        "checkpoint_sha256": model_fingerprint(pipeline_folder),
         "vae_fingerprint": vae.fingerprint,
         "seed": int(seed), "n": int(n), "steps": int(steps), "guidance": float(guidance),
         "ef": "drawn from the training EFs" if ef is None else (float(ef) if np.isscalar(ef) else [float(v) for v in ef]),

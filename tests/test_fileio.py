@@ -42,3 +42,15 @@ def test_atomic_dir_keeps_old_folder_on_failure(tmp_path):
             raise ValueError("x")
     assert [p.name for p in d.iterdir()] == ["keep"]
     assert [p.name for p in tmp_path.iterdir()] == ["d"]
+
+
+def test_model_fingerprint_ignores_notes_beside_the_weights(tmp_path):
+    from echoaudit.fileio import model_fingerprint
+
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "w.safetensors").write_bytes(b"123")
+    before = model_fingerprint(tmp_path)
+    (tmp_path / "metrics.json").write_text('{"psnr": 33}')
+    assert model_fingerprint(tmp_path) == before
+    (tmp_path / "w.safetensors").write_bytes(b"124")
+    assert model_fingerprint(tmp_path) != before

@@ -38,7 +38,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from echoaudit.errors import CheckpointError
-from echoaudit.fileio import sha256_tree
+from echoaudit.fileio import model_fingerprint
 
 __all__ = ["ReIDNet", "load_reid", "reid_fingerprint", "TRUNK_SIZE"]
 
@@ -171,4 +171,4 @@ def reid_fingerprint(folder: str | Path) -> str:
     folder = Path(folder)
     if not folder.exists():
         raise CheckpointError(f"re-ID model folder {folder} does not exist")
-    return sha256_tree(folder)
+    return model_fingerprint(folder)
