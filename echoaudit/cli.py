@@ -90,7 +90,8 @@ def cmd_train_reid(args) -> None:
 
     _threads(args)
     cfg = ReIDTrainConfig(epochs=args.epochs, pairs_per_epoch=args.pairs, batch_size=args.batch_size, lr=args.lr,
-                          width=args.width, embed_dim=args.embed_dim, patience=args.patience, seed=args.seed)
+                          width=args.width, embed_dim=args.embed_dim, patience=args.patience, seed=args.seed,
+                          augmented_fraction=args.augmented_fraction)
     if args.space == "latent":
         if args.latents is None:
             raise ValueError("--space latent reads a latent cache: give --latents DIR (make one with `echoaudit encode`)")
@@ -352,6 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     trr.add_argument("--width", type=int, default=64)
     trr.add_argument("--embed-dim", type=int, default=128)
     trr.add_argument("--patience", type=int, default=5)
+    trr.add_argument("--augmented-fraction", type=float, default=0.5,
+                     help="share of pairs whose second frame is the augmented copy (shift, brightness, noise)")
     trr.add_argument("--size", type=int, default=112)
     trr.add_argument("--seed", type=int, default=0)
     trr.add_argument("--threads", type=int, default=0)

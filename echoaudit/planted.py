@@ -45,11 +45,14 @@ def plant_copy(frames: np.ndarray, kind: str, rng: np.random.Generator, *, fps: 
     return np.clip(x, 0, 1).astype(np.float32)
 
 
-def planted_copies(dataset, *, size: int, seed: int = 0, kinds=COPY_KINDS, limit: int | None = None):
-    """[(copy name, source video, frames)] cycling through ``kinds`` over the videos."""
+def planted_copies(dataset, *, size: int, seed: int = 0, kinds=COPY_KINDS, limit: int | None = None,
+                   every_kind: bool = False):
+    """[(copy name, source video, frames)]: one copy per video cycling through ``kinds``,
+    or (``every_kind``) one copy of each kind per video, a balanced design."""
     rng = np.random.default_rng(seed)
     out = []
     for i, name in enumerate(dataset.names[:limit]):
-        kind = kinds[i % len(kinds)]
-        out.append((f"copy_{kind}_{name}", name, plant_copy(dataset.load(i, size=size).frames, kind, rng)))
+        frames = dataset.load(i, size=size).frames
+        for kind in (kinds if every_kind else [kinds[i % len(kinds)]]):
+            out.append((f"copy_{kind}_{name}", name, plant_copy(frames, kind, rng)))
     return out
