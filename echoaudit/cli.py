@@ -265,7 +265,7 @@ def cmd_audit(args) -> None:
         summary = audit_summary(ws.heldout_scores, ws.synthetic_scores(name), train_videos=ws.train.names,
                                 heldout_videos=ws.heldout.names, synthetic_videos=syn.names,
                                 percentile=args.percentile, rule=args.rule, score_column=args.score,
-                                roc=ws.reid_roc, n_boot=args.n_boot)
+                                roc=ws.reid_roc, n_boot=args.n_boot, embeddings=_video_embeddings(ws, name))
         write_json(out_dir / f"{name}_summary.json", summary)
         from echoaudit.audit.privacy import flag_videos
         from echoaudit.fileio import atomic_path
@@ -277,6 +277,16 @@ def cmd_audit(args) -> None:
             flags.to_csv(tmp, index=False)
         _print_summary(name, summary)
     print(f"tables and JSON summaries in {out_dir}")
+
+
+def _video_embeddings(ws, name: str):
+    import numpy as np
+
+    e = ws.video_embeddings
+    train, syn = e[e["set"] == "train"], e[e["set"] == name]
+    if train.empty or syn.empty:
+        return None
+    return np.stack(train["emb"].to_numpy()).astype(np.float32), np.stack(syn["emb"].to_numpy()).astype(np.float32)
 
 
 def _print_summary(name: str, s: dict) -> None:
@@ -299,6 +309,10 @@ def _print_summary(name: str, s: dict) -> None:
                   f"(k = {e['k']} distinct hit by n = {e['n']} videos; {e['rule']})")
         else:
             print(f"{label}: no video reaches the threshold, so nothing to estimate")
+    if "prdc" in s:
+        p = s["prdc"]
+        print(f"precision {p['precision']:.3f}, recall {p['recall']:.3f}, density {p['density']:.3f}, "
+              f"coverage {p['coverage']:.3f} ({p['rule']})")
     if "reid_auc" in s:
         a = s["reid_auc"]
         print(f"re-ID AUC: {a['value']:.3f} [{a['low']:.3f}, {a['high']:.3f}]")

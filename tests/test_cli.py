@@ -15,7 +15,7 @@ def ws_copy(tiny_workspace, tmp_path):
 def test_audit_prints_and_writes_every_headline_number(ws_copy, capsys):
     assert main(["audit", "--workspace", str(ws_copy), "--n-boot", "50"]) == 0
     out = capsys.readouterr().out
-    for label in ("threshold:", "flagged:", "recall (thresholded):", "recall (best match):", "learned videos (synthetic, thresholded)", "learned videos (synthetic, best match)",
+    for label in ("threshold:", "flagged:", "recall (thresholded):", "recall (best match):", "learned videos (synthetic, thresholded)", "learned videos (synthetic, best match)", "precision",
                   "re-ID AUC:"):
         assert label in out
     ws = Workspace(ws_copy)

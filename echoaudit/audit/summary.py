@@ -12,6 +12,7 @@ import pandas as pd
 
 from echoaudit.audit.intervals import bootstrap_auc
 from echoaudit.audit.occupancy import estimate_learned
+from echoaudit.audit.prdc import compute_prdc
 from echoaudit.audit.privacy import best_matches, calibrate_threshold, flag_summary, flag_videos, flags_per_patient
 from echoaudit.audit.recall import generative_recall, recall_with_baseline
 
@@ -45,6 +46,7 @@ def audit_summary(
     rule: str = "train_to_heldout",
     score_column: str = "score",
     roc: pd.DataFrame | None = None,
+    embeddings: tuple | None = None,
     n_boot: int = 1000,
     seed: int = 0,
 ) -> dict:
@@ -53,6 +55,8 @@ def audit_summary(
     ``*_scores``: long tables (query, train_video, train_patient, score, ...) from the engine.
     ``score_column``: "score" (max over frames) or "score_robust" (mean of the top frames).
     ``roc``: optional table (label, score) of re-ID pairs for the AUC with its interval.
+    ``embeddings``: optional (train (N, D), synthetic (M, D)) per-video embeddings for
+    precision / recall / density / coverage (Naeem et al. 2020, k = 5).
     """
     def use(df: pd.DataFrame) -> pd.DataFrame:
         if score_column not in df:
@@ -86,6 +90,12 @@ def audit_summary(
         "n_synthetic": len(synthetic_videos),
         "n_heldout": len(heldout_videos),
     }
+    if embeddings is not None:
+        real, fake = embeddings
+        k = min(5, len(real) - 1, len(fake) - 1)
+        if k >= 1:
+            out["prdc"] = {**compute_prdc(real, fake, nearest_k=k), "nearest_k": k,
+                           "rule": f"Naeem et al. 2020 on per-video mean re-ID embeddings, k = {k}"}
     if roc is not None and len(roc) and roc["label"].nunique() == 2:
         auc, lo, hi = bootstrap_auc(roc["label"].to_numpy(), roc["score"].to_numpy(), n_boot=n_boot, seed=seed)
         out["reid_auc"] = {"value": auc, "low": lo, "high": hi,
