@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 WS=${ECHOAUDIT_WORKSPACE:-demo_workspace}
-.venv/bin/echoaudit demo --workspace "$WS"
+# A complete workspace has its manifest (written last): skip the build and its imports.
+[ -f "$WS/manifest.json" ] || .venv/bin/echoaudit demo --workspace "$WS"
 export ECHOAUDIT_WORKSPACE="$WS"
 exec .venv/bin/streamlit run app.py --server.headless=true --browser.gatherUsageStats=false "$@"
