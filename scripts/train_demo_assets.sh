@@ -19,6 +19,6 @@ $E train vae --data "$D" --out "$W/vae" --steps ${VAE_STEPS:-600} --eval-every 1
 $E eval vae --vae "$W/vae/best" --data "$D"
 [ -f "$W/latents/cache.json" ] || $E encode --data "$D" --vae "$W/vae/best" --out "$W/latents"
 $E train reid --space latent --latents "$W/latents" --out "$W/reid" --epochs ${REID_EPOCHS:-30}
-$E train diffusion --latents "$W/latents" --out "$W/gen_regular" --steps ${GEN_STEPS:-3000}
-$E train diffusion --latents "$W/latents" --out "$W/gen_memorizing" --subset 16 --steps ${MEM_STEPS:-2000}
+$E train diffusion --latents "$W/latents" --out "$W/gen_regular" --steps ${GEN_STEPS:-1500}
+$E train diffusion --latents "$W/latents" --out "$W/gen_memorizing" --subset 16 --steps ${MEM_STEPS:-1200}
 $E assets --runs "$W" --out assets
