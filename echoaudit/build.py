@@ -61,12 +61,14 @@ def _save_parquet(df: pd.DataFrame, path: Path) -> str:
 
 
 def audit_synthetic_set(engine: AuditEngine, dataset, set_name: str, *, top: int = 10,
-                        temporal_limit: int | None = None, progress: Progress | None = None):
+                        temporal_limit: int | None = None, progress: Progress | None = None,
+                        frame_embeddings: dict[str, np.ndarray] | None = None):
     """Score every video of ``dataset`` against the training set.
 
     Returns (scores: long table of each video's ``top`` best training videos,
     temporal: long table set/video/frame/first/correlation,
     embeddings: one row per video with its mean frame embedding).
+    ``frame_embeddings``: if given, filled with each video's (T', D) frame embeddings.
     """
     scores, temporal, embs = [], [], []
     n = len(dataset)
@@ -74,6 +76,8 @@ def audit_synthetic_set(engine: AuditEngine, dataset, set_name: str, *, top: int
         name = dataset.names[i]
         frames = dataset.load(i, size=engine.config.size).frames
         emb = engine.embed_frames(frames[:: engine.config.frame_stride])
+        if frame_embeddings is not None:
+            frame_embeddings[name] = emb
         scores.append(engine.score_embeddings(emb, name).per_train.head(top))
         if temporal_limit is None or i < temporal_limit:
             curves = engine.temporal_curves(emb)
@@ -187,14 +191,12 @@ def create_workspace(
     # 3. Real held-out videos: calibration scores, temporal curves, ROC.
     t0 = time.time()
     scores_dir = root / "scores"
+    emb_by_video: dict[str, np.ndarray] = {}  # reused for the ROC: no second encoding
     held_scores, held_temporal, held_emb = audit_synthetic_set(
         engine, heldout, "real held-out", top=cfg.top, temporal_limit=cfg.temporal_heldout,
-        progress=lambda f, m: report(0.3 + 0.2 * f, f"scoring real held-out videos: {m}"))
+        progress=lambda f, m: report(0.3 + 0.2 * f, f"scoring real held-out videos: {m}"), frame_embeddings=emb_by_video)
     tables = {"heldout": _save_parquet(held_scores, scores_dir / "heldout.parquet")}
     temporal_parts, emb_parts = [held_temporal], [held_emb]
-    emb_by_video = {}
-    for i, name in enumerate(heldout.names[:60]):
-        emb_by_video[name] = embed_video_frames(vae_m, reid_m, heldout.load(i, size=ecfg.size).frames[:: ecfg.frame_stride * 2])
     roc = _reid_roc(engine, heldout.split("TEST") if "TEST" in set(heldout.table["Split"]) else heldout,
                     emb_by_video, n_pairs=2000, seed=cfg.seed)
     tables["reid_roc"] = _save_parquet(roc, scores_dir / "reid_roc.parquet")
