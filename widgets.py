@@ -23,7 +23,8 @@ from echoaudit.errors import EchoAuditError
 from echoaudit.workspace import Workspace
 
 __all__ = [
-    "workspace_root", "open_workspace", "require_workspace", "page_setup", "build_panel", "sidebar", "synthetic_set",
+    "workspace_root", "workspace_version", "open_workspace", "require_workspace", "page_setup", "build_panel",
+    "pending_panel", "no_synthetic_set", "sidebar", "synthetic_set",
     "calibrated_threshold", "current_threshold", "set_threshold", "privacy_data", "auc_data", "coverage_data",
     "temporal_data", "pca_data", "thumbnails", "training_frames", "query_video", "generate_video",
     "workspace_video", "tiled_mp4", "selected_videos", "show_error",
@@ -35,10 +36,24 @@ def workspace_root() -> str:
     return str(Path(os.environ.get("ECHOAUDIT_WORKSPACE", "demo_workspace")).resolve())
 
 
-@st.cache_resource(show_spinner="Opening the workspace ...")
-def open_workspace(root: str) -> Workspace:
-    """One Workspace per folder, shared by every session; never mutated by the app."""
+def workspace_version(root: str) -> int:
+    """Changes whenever the workspace's manifest is rewritten (a synthetic set added)."""
+    try:
+        return (Path(root) / "manifest.json").stat().st_mtime_ns
+    except FileNotFoundError:
+        return 0
+
+
+@st.cache_resource(show_spinner="Opening the workspace ...", max_entries=4)
+def _open_workspace(root: str, version: int) -> Workspace:
     return Workspace(root)
+
+
+def open_workspace(root: str) -> Workspace:
+    """One Workspace per folder and manifest version, shared by every session; never
+    mutated by the app. A build that adds a synthetic set rewrites the manifest, and the
+    next call opens the new version."""
+    return _open_workspace(root, workspace_version(root))
 
 
 def show_error(exc: BaseException) -> None:
@@ -47,7 +62,8 @@ def show_error(exc: BaseException) -> None:
 
 
 def require_workspace() -> Workspace:
-    """The cached workspace; when the folder holds none, the build panel, then st.stop()."""
+    """The cached workspace; when the folder holds none yet, the build panel (live progress
+    of a running build, or the button that starts one), then st.stop()."""
     root = workspace_root()
     if not Workspace.exists(root):
         build_panel(root)
@@ -59,29 +75,77 @@ def require_workspace() -> Workspace:
         st.stop()
 
 
+def _status_line(status: dict) -> str:
+    import time
+
+    elapsed = max(0.0, (status.get("updated") or time.time()) - (status.get("started") or time.time()))
+    return f"{100 * float(status.get('fraction', 0)):.0f} % · {status.get('message', '')} · {elapsed:.0f} s"
+
+
 def build_panel(root: str) -> None:
-    """Explain that ``root`` holds no workspace and offer to build the phantom demo there."""
+    """No workspace in ``root`` yet: follow the build that is making it, or offer to start one.
+
+    The build runs in its own process (echoaudit.buildjob); this panel only reads its status
+    file, once a second, and opens the dashboard as soon as the workspace is usable.
+    """
+    from echoaudit import buildjob
+
     st.title("EchoAudit")
+    status = buildjob.read_status(root)
+    if status and status.get("state") == "running":
+        st.info("Building the phantom demo workspace: phantom patients, the index of training frames and the "
+                "calibration on real held-out videos. The dashboard opens by itself when they are ready; the "
+                "demo's synthetic sets are generated after that, in the background.")
+        st.session_state["_seen_version"] = workspace_version(root)
+        _build_progress(root)
+        return
     st.warning(f"No EchoAudit workspace in `{root}` (no manifest.json).")
+    if status and status.get("state") == "failed":
+        st.error(f"The last build failed: {status.get('error', 'unknown error')} (log: `{Path(root) / buildjob.LOG}`)")
+    elif status and status.get("state") == "interrupted":
+        st.warning(f"A build stopped at {100 * float(status.get('fraction', 0)):.0f} % ({status.get('message', '')}); "
+                   "starting again resumes it.")
     st.markdown(
         "A workspace holds the data set, the models, the index of training frames and the audit "
-        "scores. Build the phantom demo here (from the checkpoints in `assets/`; several minutes on a CPU), "
-        "or point `ECHOAUDIT_WORKSPACE` at an existing workspace and restart."
+        "scores. Build the phantom demo here (from the checkpoints in `assets/`; the dashboard is usable "
+        "after a minute or two on a CPU, the synthetic sets follow), or point `ECHOAUDIT_WORKSPACE` at an "
+        "existing workspace and restart."
     )
     if st.button("Build the demo workspace", key="build_demo", type="primary"):
-        from echoaudit.demo import build_demo_workspace
-
-        with st.status("Building the demo workspace ...", expanded=True) as status:
-            bar = st.progress(0.0, text="starting")
-            try:
-                build_demo_workspace(root, progress=lambda f, m: bar.progress(float(min(1.0, max(0.0, f))), text=m))
-            except EchoAuditError as exc:
-                status.update(label="The build failed", state="error")
-                show_error(exc)
-                return
-            status.update(label="Workspace ready", state="complete")
-        open_workspace.clear()
+        buildjob.start_demo_build(root)
         st.rerun()
+
+
+@st.fragment(run_every=1.0)
+def _build_progress(root: str) -> None:
+    """Live progress of the build making ``root``; reruns the app when the workspace (or a
+    new synthetic set) is ready, or when the build stops."""
+    from echoaudit import buildjob
+
+    status = buildjob.read_status(root) or {}
+    st.progress(float(min(1.0, max(0.0, status.get("fraction", 0.0)))), text=_status_line(status))
+    if workspace_version(root) != st.session_state.get("_seen_version") or status.get("state") != "running":
+        st.rerun()
+
+
+def pending_panel(ws: Workspace) -> None:
+    """Synthetic sets still to come (sidebar): the running build's progress, or a button
+    that resumes a stopped build."""
+    from echoaudit import buildjob
+
+    root = str(ws.root)
+    st.session_state["_seen_version"] = workspace_version(root)
+    status = buildjob.read_status(root)
+    if status and status.get("state") == "running":
+        st.caption(f"Generating the synthetic sets still to come: {', '.join(ws.pending)}")
+        _build_progress(root)
+    else:
+        st.caption(f"Synthetic sets not made yet: {', '.join(ws.pending)}")
+        if status and status.get("state") == "failed":
+            st.error(f"The build failed: {status.get('error', 'unknown error')}")
+        if st.button("Make them now", key="resume_build"):
+            buildjob.start_demo_build(root)
+            st.rerun()
 
 
 # ---------------------------------------------------------------------------------------
@@ -99,6 +163,16 @@ def page_setup() -> Workspace:
     return ws
 
 
+def no_synthetic_set(ws: Workspace, what: str = "to audit") -> None:
+    """The page's message when the workspace has no synthetic set (yet), then st.stop()."""
+    if ws.pending:
+        st.info(f"The synthetic sets ({', '.join(ws.pending)}) are still being generated: see the progress in "
+                "the sidebar. This page fills in as soon as the first one is audited.")
+    else:
+        st.info(f"This workspace has no synthetic set {what}.")
+    st.stop()
+
+
 def sidebar(ws: Workspace) -> None:
     """Synthetic-set selector and the threshold in use, in the sidebar."""
     with st.sidebar:
@@ -113,6 +187,8 @@ def sidebar(ws: Workspace) -> None:
             st.session_state["audit_synthetic"] = chosen
         t = current_threshold(ws)
         st.caption(f"Workspace `{Path(ws.root).name}` · threshold {t:.3f}")
+        if ws.pending:
+            pending_panel(ws)
 
 
 def synthetic_set(ws: Workspace) -> str | None:
@@ -162,13 +238,21 @@ def coverage_data(root: str, synthetic: str, threshold: float | None) -> dict:
     return R.coverage_view(open_workspace(root), synthetic, threshold)
 
 
-@st.cache_data(show_spinner=False)
 def temporal_data(root: str) -> dict:
+    return _temporal_data(root, workspace_version(root))
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _temporal_data(root: str, version: int) -> dict:
     return R.temporal_view(open_workspace(root))
 
 
-@st.cache_data(show_spinner=False)
 def pca_data(root: str) -> pd.DataFrame:
+    return _pca_data(root, workspace_version(root))
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _pca_data(root: str, version: int) -> pd.DataFrame:
     from echoaudit.figures import pca_coordinates
 
     return pca_coordinates(open_workspace(root).video_embeddings)

@@ -1,7 +1,11 @@
 """Fill a workspace: copy the models in, index the training set, score real held-out
-videos (for the threshold), generate and score synthetic sets, and store the per-video
-embeddings, temporal curves and a re-ID ROC. The manifest is written last, so a folder
-with a manifest is complete; an interrupted index build resumes.
+videos (for the threshold), store the per-video embeddings, temporal curves and a re-ID
+ROC, then generate and score the synthetic sets.
+
+The manifest is written once the real-data part is done: a folder with a manifest is a
+usable workspace. Synthetic sets follow one at a time, each recorded in the manifest as
+it completes (``pending`` lists those still to come; ``complete_workspace`` makes them,
+also after an interruption). An interrupted index build resumes from its chunks.
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ from tqdm.auto import tqdm
 from echoaudit.engine import AuditEngine, EngineConfig, build_training_index
 from echoaudit.errors import EchoAuditError
 from echoaudit.fileio import atomic_dir, atomic_path, model_fingerprint, write_json
-from echoaudit.workspace import MANIFEST, Workspace
+from echoaudit.workspace import MANIFEST, Workspace, load_manifest
 
-__all__ = ["BuildConfig", "create_workspace", "audit_synthetic_set", "embed_video_frames"]
+__all__ = ["BuildConfig", "create_workspace", "complete_workspace", "add_synthetic_set", "audit_synthetic_set",
+           "embed_video_frames"]
 
 Progress = Callable[[float, str], None]
 
@@ -70,25 +75,27 @@ def audit_synthetic_set(engine: AuditEngine, dataset, set_name: str, *, top: int
     embeddings: one row per video with its mean frame embedding).
     ``frame_embeddings``: if given, filled with each video's (T', D) frame embeddings.
     """
+    from echoaudit.data.prefetch import VideoPrefetcher
+
     scores, temporal, embs = [], [], []
     n = len(dataset)
-    for i in tqdm(range(n), desc=f"auditing {set_name}", unit="video", leave=False):
-        name = dataset.names[i]
-        frames = dataset.load(i, size=engine.config.size).frames
-        emb = engine.embed_frames(frames[:: engine.config.frame_stride])
-        if frame_embeddings is not None:
-            frame_embeddings[name] = emb
-        scores.append(engine.score_embeddings(emb, name).per_train.head(top))
-        if temporal_limit is None or i < temporal_limit:
-            curves = engine.temporal_curves(emb)
-            temporal.append(pd.DataFrame({
-                "set": set_name, "video": name, "frame": np.arange(len(emb)) * engine.config.frame_stride,
-                "first": curves["first"], "correlation": curves["correlation"],
-            }))
-        m = emb.mean(axis=0)
-        embs.append({"set": set_name, "video": name, "emb": (m / (np.linalg.norm(m) + 1e-8)).tolist()})
-        if progress is not None:
-            progress((i + 1) / n, f"{set_name}: {i + 1}/{n} videos")
+    with VideoPrefetcher(dataset, size=engine.config.size) as videos:
+        for i in tqdm(range(n), desc=f"auditing {set_name}", unit="video", leave=False):
+            name = dataset.names[i]
+            emb = engine.embed_frames(videos.get(i).frames[:: engine.config.frame_stride])
+            if frame_embeddings is not None:
+                frame_embeddings[name] = emb
+            scores.append(engine.score_embeddings(emb, name).per_train.head(top))
+            if temporal_limit is None or i < temporal_limit:
+                curves = engine.temporal_curves(emb)
+                temporal.append(pd.DataFrame({
+                    "set": set_name, "video": name, "frame": np.arange(len(emb)) * engine.config.frame_stride,
+                    "first": curves["first"], "correlation": curves["correlation"],
+                }))
+            m = emb.mean(axis=0)
+            embs.append({"set": set_name, "video": name, "emb": (m / (np.linalg.norm(m) + 1e-8)).tolist()})
+            if progress is not None:
+                progress((i + 1) / n, f"{set_name}: {i + 1}/{n} videos")
     return (pd.concat(scores, ignore_index=True), pd.concat(temporal, ignore_index=True) if temporal else pd.DataFrame(),
             pd.DataFrame(embs))
 
@@ -131,13 +138,15 @@ def create_workspace(
     note: dict | None = None,
     progress: Progress | None = None,
 ) -> Workspace:
-    """Build a complete workspace in ``root`` from a data set and model folders."""
+    """Build a workspace in ``root`` from a data set and model folders: the real-data part
+    first (after which the manifest makes it usable), then one synthetic set per generator."""
     from echoaudit.data.echonet import EchoNetDataset
     from echoaudit.models.reid import load_reid
     from echoaudit.models.vae import FrameVAE
 
     root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
+    (root / MANIFEST).unlink(missing_ok=True)  # a rebuilt folder is not usable until its new manifest
     t_start = time.time()
     timings: dict[str, float] = {}
     generators = dict(generators or {})
@@ -178,13 +187,15 @@ def create_workspace(
     fingerprint = {"vae": models["vae"]["sha256"], "reid": models["reid"]["sha256"], "data": _data_fingerprint(train),
                    "index_stride": ecfg.index_stride}
 
-    def embed_train(i: int) -> np.ndarray:
-        frames = train.load(i, size=ecfg.size).frames[:: ecfg.index_stride]
-        return embed_video_frames(vae_m, reid_m, frames)
+    from echoaudit.data.prefetch import VideoPrefetcher
 
-    index, emb = build_training_index(train, root / "index", embed_video=embed_train, fingerprint=fingerprint,
-                                      index_stride=ecfg.index_stride,
-                                      progress=lambda f, m: report(0.05 + 0.25 * f, f"indexing training frames: {m}"))
+    with VideoPrefetcher(train, size=ecfg.size) as videos:
+        def embed_train(i: int) -> np.ndarray:
+            return embed_video_frames(vae_m, reid_m, videos.get(i).frames[:: ecfg.index_stride])
+
+        index, emb = build_training_index(train, root / "index", embed_video=embed_train, fingerprint=fingerprint,
+                                          index_stride=ecfg.index_stride,
+                                          progress=lambda f, m: report(0.05 + 0.25 * f, f"indexing training frames: {m}"))
     engine = AuditEngine(vae_m, reid_m, index, emb, ecfg)
     stage("index", t0)
 
@@ -202,55 +213,68 @@ def create_workspace(
     tables["reid_roc"] = _save_parquet(roc, scores_dir / "reid_roc.parquet")
     stage("heldout", t0)
 
-    # 4. Synthetic sets: generate with each generator, then score.
-    synthetic = {}
-    for gi, g in enumerate(generators):
-        t0 = time.time()
-        from echoaudit.generate import generate_dataset
-
-        lo = 0.5 + 0.45 * gi / max(1, len(generators))
-        span = 0.45 / max(1, len(generators))
-        out = root / "synthetic" / g
-        if out.exists():
-            shutil.rmtree(out)
-        generate_dataset(root / "models/generators" / g, vae_m, out, n=cfg.n_synthetic, seed=cfg.seed,
-                         steps=cfg.steps, guidance=cfg.guidance, num_frames=cfg.synthetic_frames,
-                         progress=lambda f, m: report(lo + span * 0.6 * f, f"generating with {g}: {m}"))
-        syn = EchoNetDataset.open(out)
-        s, tmp_t, e = audit_synthetic_set(engine, syn, g, top=cfg.top,
-                                          progress=lambda f, m: report(lo + span * (0.6 + 0.4 * f), f"auditing {g}: {m}"))
-        tables[f"synthetic_{g}"] = _save_parquet(s, scores_dir / f"synthetic_{g}.parquet")
-        temporal_parts.append(tmp_t)
-        emb_parts.append(e)
-        synthetic[g] = {"path": f"synthetic/{g}", "generator": g, "n": cfg.n_synthetic, "seed": cfg.seed, "steps": cfg.steps}
-        stage(f"synthetic_{g}", t0)
-
-    # 5. Per-video embeddings of the training set (mean of indexed frames) for the coverage map.
+    # 4. Per-video embeddings of the training set (mean of indexed frames) for the coverage map.
     meta = index.metadata.assign(_row=np.arange(index.ntotal))
     train_emb = []
     for video, rows in meta.groupby("video", sort=False):
         m = emb[rows["_row"].to_numpy()].mean(axis=0)
         train_emb.append({"set": "train", "video": video, "emb": (m / (np.linalg.norm(m) + 1e-8)).tolist()})
-    emb_parts.append(pd.DataFrame(train_emb))
-    tables["temporal"] = _save_parquet(pd.concat(temporal_parts, ignore_index=True), scores_dir / "temporal.parquet")
-    tables["video_embeddings"] = _save_parquet(pd.concat(emb_parts, ignore_index=True), scores_dir / "video_embeddings.parquet")
-    tables = {k: str(Path(v).relative_to(root)) for k, v in tables.items()}
+    # Per-set tables are separate files listed in the manifest: adding a set later writes its
+    # own files, then the manifest, so a reader never sees a set the manifest does not list.
+    tables["temporal"] = [_save_parquet(held_temporal, scores_dir / "temporal_heldout.parquet")]
+    tables["video_embeddings"] = [_save_parquet(pd.concat([pd.DataFrame(train_emb), held_emb], ignore_index=True),
+                                                scores_dir / "embeddings_real.parquet")]
+    tables = {k: [_rel(Path(x), root) for x in v] if isinstance(v, list) else _rel(Path(v), root) for k, v in tables.items()}
 
+    # 5. The manifest: from here the workspace is usable. The synthetic sets follow, one at a
+    # time (each adds itself to the manifest); ``pending`` lists those still to be made.
     manifest = {
-        "version": 1,
+        "version": 2,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "data": {"path": _rel(data, root), "n_videos": len(ds), "n_train": len(train), "n_heldout": len(heldout)},
         "models": models,
         "engine": asdict(ecfg),
         "index": {"path": "index", "fingerprint": fingerprint, "ntotal": index.ntotal, "kind": index.kind},
-        "synthetic": synthetic,
+        "synthetic": {},
+        "pending": list(generators),
         "scores": tables,
         "build": {**asdict(cfg), "engine": asdict(ecfg), "seconds": round(time.time() - t_start, 1), "timings": timings},
         "note": note or {},
     }
     write_json(root / MANIFEST, manifest)
-    report(1.0, "workspace ready")
-    return Workspace(root)
+    report(0.5, "real data indexed and calibrated: the dashboard is usable; synthetic sets follow")
+    return complete_workspace(Workspace(root), progress=lambda f, m: report(0.5 + 0.5 * f, m))
+
+
+def complete_workspace(ws: Workspace, *, progress: Progress | None = None) -> Workspace:
+    """Generate and audit each synthetic set still pending in ``ws`` (the demo's generators),
+    recording each in the manifest as soon as it is done. Returns the reopened workspace."""
+    from echoaudit.generate import generate_dataset
+
+    pending = list(ws.manifest.get("pending", []))
+    b = dict(ws.manifest["build"])
+    b.pop("seconds", None), b.pop("timings", None), b.pop("engine", None)
+    cfg = BuildConfig(**{k: v for k, v in b.items() if k in BuildConfig.__dataclass_fields__})
+    for gi, g in enumerate(pending):
+        t0 = time.time()
+        lo, span = gi / len(pending), 1.0 / len(pending)
+
+        def report(f: float, msg: str) -> None:
+            if progress is not None:
+                progress(min(1.0, lo + span * f), msg)
+
+        out = ws.root / "synthetic" / g
+        if out.exists():  # left by an interrupted build
+            shutil.rmtree(out)
+        generate_dataset(ws.generator_path(g), ws.vae, out, n=cfg.n_synthetic, seed=cfg.seed, steps=cfg.steps,
+                         guidance=cfg.guidance, num_frames=cfg.synthetic_frames,
+                         progress=lambda f, m: report(0.7 * f, f"generating with {g}: {m}"))
+        add_synthetic_set(ws, g, out, info={"generator": g, "n": cfg.n_synthetic, "seed": cfg.seed, "steps": cfg.steps},
+                          seconds=time.time() - t0, progress=lambda f, m: report(0.7 + 0.3 * f, f"auditing {g}: {m}"))
+        ws = Workspace(ws.root)
+    if progress is not None:
+        progress(1.0, "workspace ready")
+    return ws
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -283,29 +307,41 @@ def _training_summary(folder: Path) -> str:
     return ""
 
 
-def add_synthetic_set(ws: Workspace, name: str, folder: str | Path, *, progress: Progress | None = None) -> pd.DataFrame:
-    """Score a user's EchoNet-format synthetic folder against the workspace and record it in
-    the manifest (scores, temporal curves and embeddings are stored per set)."""
-    import json
-
+def add_synthetic_set(ws: Workspace, name: str, folder: str | Path, *, info: dict | None = None,
+                      seconds: float | None = None, progress: Progress | None = None) -> pd.DataFrame:
+    """Score an EchoNet-format synthetic folder against the workspace and record it in the
+    manifest as set ``name`` (its scores, temporal curves and embeddings are files of its
+    own; the manifest is written last). ``info`` describes where the set came from
+    (default: an external folder). Replaces an earlier set of the same name."""
     from echoaudit.data.echonet import EchoNetDataset
 
     if not name or not name.replace("_", "").replace("-", "").isalnum():
         raise EchoAuditError(f"set name must be letters, digits, '-' or '_'; got {name!r}")
+    if name in ("train", "heldout", "real"):
+        raise EchoAuditError(f"{name!r} is reserved for the workspace's real videos; choose another set name")
     syn = EchoNetDataset.open(folder)
     if len(syn) == 0:
         raise EchoAuditError(f"{folder} lists no videos")
-    scores, temporal, emb = audit_synthetic_set(ws.engine, syn, name, progress=progress)
+    cfg = ws.manifest.get("build", {})
+    scores, temporal, emb = audit_synthetic_set(ws.engine, syn, name, top=int(cfg.get("top", 10)), progress=progress)
     root = ws.root
-    rel = f"scores/synthetic_{name}.parquet"
-    _save_parquet(scores, root / rel)
-    old_t = ws.temporal
-    old_e = ws.video_embeddings
-    _save_parquet(pd.concat([old_t[old_t["set"] != name], temporal], ignore_index=True), root / ws.manifest["scores"]["temporal"])
-    _save_parquet(pd.concat([old_e[old_e["set"] != name], emb], ignore_index=True), root / ws.manifest["scores"]["video_embeddings"])
-    manifest = json.loads((root / MANIFEST).read_text())
-    manifest["scores"][f"synthetic_{name}"] = rel
+    files = {"scores": f"scores/synthetic_{name}.parquet", "temporal": f"scores/temporal_{name}.parquet",
+             "embeddings": f"scores/embeddings_{name}.parquet"}
+    _save_parquet(scores, root / files["scores"])
+    _save_parquet(temporal, root / files["temporal"])
+    _save_parquet(emb, root / files["embeddings"])
+
+    manifest = load_manifest(root)  # the file as it is now, not as ws was opened
+    tables = manifest["scores"]
+    tables[f"synthetic_{name}"] = files["scores"]
+    for key, rel in (("temporal", files["temporal"]), ("video_embeddings", files["embeddings"])):
+        parts = tables[key] if isinstance(tables[key], list) else [tables[key]]
+        tables[key] = [p for p in parts if p != rel] + [rel]
     folder = Path(folder).resolve()
-    manifest.setdefault("synthetic", {})[name] = {"path": _rel(folder, root), "generator": "external", "n": len(syn)}
+    manifest.setdefault("synthetic", {})[name] = {"path": _rel(folder, root), **(info or {"generator": "external"}),
+                                                  "n": len(syn)}
+    manifest["pending"] = [g for g in manifest.get("pending", []) if g != name]
+    if seconds is not None:
+        manifest.setdefault("build", {}).setdefault("timings", {})[f"synthetic_{name}"] = round(seconds, 2)
     write_json(root / MANIFEST, manifest)
     return scores

@@ -240,7 +240,8 @@ def cmd_workspace_create(args) -> None:
 def cmd_demo(args) -> None:
     from echoaudit.demo import build_demo_workspace
 
-    _threads(args)
+    if getattr(args, "threads", None):
+        _threads(args)  # imports torch: only when asked, so the build takes its lock at once
     ws = build_demo_workspace(args.workspace, assets=args.assets, rebuild=args.rebuild)
     print(f"demo workspace ready: {ws.root}")
 

@@ -85,6 +85,15 @@ class Workspace:
         return self.dataset.split(["VAL", "TEST"])
 
     @property
+    def pending(self) -> list[str]:
+        """Synthetic sets the build has still to generate (empty once complete)."""
+        return list(self.manifest.get("pending", []))
+
+    @property
+    def complete(self) -> bool:
+        return not self.pending
+
+    @property
     def synthetic_names(self) -> list[str]:
         return list(self.manifest.get("synthetic", {}))
 
@@ -152,6 +161,8 @@ class Workspace:
         rel = self.manifest.get("scores", {}).get(key)
         if rel is None:
             raise EchoAuditError(f"this workspace has no {key!r} table yet; rebuild it with `echoaudit demo` or run `echoaudit audit`")
+        if isinstance(rel, list):  # one file per set (version 2)
+            return pd.concat([pd.read_parquet(self.path(r)) for r in rel], ignore_index=True)
         return pd.read_parquet(self.path(rel))
 
     @cached_property

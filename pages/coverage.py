@@ -11,8 +11,7 @@ ws = widgets.page_setup()
 root, name = str(ws.root), widgets.synthetic_set(ws)
 st.title("Coverage: generative recall")
 if name is None:
-    st.info("This workspace has no synthetic set to audit.")
-    st.stop()
+    widgets.no_synthetic_set(ws, "to audit")
 
 t = widgets.current_threshold(ws)
 use_t = st.toggle(f"Count a match only when its score reaches the threshold ({t:.3f})", value=True,

@@ -50,7 +50,11 @@ st.caption(f"Engine settings: {m.get('engine', {})}")
 
 st.subheader("Build")
 b = m.get("build", {})
-st.markdown(f"Built **{m.get('created', '?')}** (UTC) in **{b.get('seconds', '?')} s**.")
+st.markdown(f"Built **{m.get('created', '?')}** (UTC); the real-data part (index, calibration) took "
+            f"**{b.get('seconds', '?')} s**.")
+if ws.pending:
+    st.info(f"Synthetic sets still being generated: {', '.join(ws.pending)} (progress in the sidebar). "
+            "Privacy, Coverage and Report fill in as each one is audited; Inspect works now.")
 if b.get("timings"):
     st.dataframe(pd.DataFrame({"stage": list(b["timings"]), "seconds": list(b["timings"].values())}),
                  hide_index=True, width="content")

@@ -11,8 +11,7 @@ ws = widgets.page_setup()
 root, name = str(ws.root), widgets.synthetic_set(ws)
 st.title("Privacy: memorization")
 if name is None:
-    st.info("This workspace has no synthetic set to audit.")
-    st.stop()
+    widgets.no_synthetic_set(ws, "to audit")
 
 cal = widgets.calibrated_threshold(root, 95.0)
 if "privacy_threshold" not in st.session_state:  # keep the value across page switches

@@ -12,8 +12,7 @@ ws = widgets.page_setup()
 root, name = str(ws.root), widgets.synthetic_set(ws)
 st.title("Meeting report")
 if name is None:
-    st.info("This workspace has no synthetic set to report on.")
-    st.stop()
+    widgets.no_synthetic_set(ws, "to report on")
 t = widgets.current_threshold(ws)
 st.markdown(f"Synthetic set **{name}**, threshold **{t:.3f}** (from the Privacy page). The report holds every "
             "headline number with its interval and one plain sentence, the figures, the tables and the model "

@@ -56,6 +56,49 @@ def test_missing_workspace_offers_the_demo_build(tmp_path, monkeypatch):
     assert "No EchoAudit workspace" in at.warning[0].value and str(tmp_path / "empty") in at.warning[0].value
 
 
+def test_a_running_build_shows_its_progress(tmp_path, monkeypatch):
+    from echoaudit import buildjob
+
+    root = tmp_path / "building"
+    monkeypatch.setenv("ECHOAUDIT_WORKSPACE", str(root))
+    with buildjob.build_lock(root):  # this test plays the build process
+        buildjob.StatusWriter(root)(0.3, "indexing training frames: embedded item 10 of 320")
+        at = AppTest.from_file(APP, default_timeout=60).run()
+        assert not at.exception
+        assert "Building the phantom demo workspace" in at.info[0].value
+        bar = at.get("progress")[0].proto
+        assert bar.value == 30 and "indexing training frames: embedded item 10 of 320" in bar.text
+        assert not at.button  # no second build offered while one runs
+    at = AppTest.from_file(APP, default_timeout=60).run()  # the "process" is gone
+    assert "A build stopped at 30 %" in at.warning[1].value
+    assert [b.label for b in at.button] == ["Build the demo workspace"]
+
+
+def test_a_workspace_with_pending_sets_is_usable(ws, tmp_path, monkeypatch):
+    import shutil
+
+    root = tmp_path / "partial"
+    shutil.copytree(ws.root, root)
+    m = json.loads((root / "manifest.json").read_text())
+    m["pending"], m["synthetic"] = list(m["synthetic"]), {}
+    m["scores"] = {k: v for k, v in m["scores"].items() if not k.startswith("synthetic_")}
+    for key in ("temporal", "video_embeddings"):
+        m["scores"][key] = [p for p in m["scores"][key] if "heldout" in p or "real" in p]
+    (root / "manifest.json").write_text(json.dumps(m))
+    monkeypatch.setenv("ECHOAUDIT_WORKSPACE", str(root))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert metric(at, "Synthetic sets") == "0"
+    assert any("still being generated: memorizing, regular" in i.value for i in at.info)
+    assert [b.label for b in at.sidebar.button] == ["Make them now"]  # no build runs: offer to resume
+    for page in ("privacy", "coverage", "report"):
+        at.switch_page(f"pages/{page}.py").run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert "still being generated" in at.info[0].value
+    at.switch_page("pages/temporal.py").run()  # real held-out curves are there already
+    assert not at.exception and at.get("plotly_chart")
+
+
 def test_broken_workspace_shows_the_error_text(tmp_path, monkeypatch):
     (tmp_path / "manifest.json").write_text("{not json")
     monkeypatch.setenv("ECHOAUDIT_WORKSPACE", str(tmp_path))

@@ -7,6 +7,8 @@ videos (unseen patients) are flagged close to 5 %. The micro-model tests cover t
 paths; this one checks that the shipped privacy model is good enough to ship.
 """
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -30,7 +32,9 @@ def fresh_ws(tmp_path_factory):
     # size to the training split, as in EchoNet (and the demo: 180 held-out vs 320 TRAIN).
     data = generate_phantom(root / "data", PhantomConfig(n_patients=80, videos_per_patient=2, frames=32, seed=11,
                                                          split_fractions=(0.4, 0.3, 0.3)))
-    cfg = BuildConfig(temporal_heldout=0, engine=EngineConfig(frame_stride=2, index_stride=4))
+    # The demo's engine settings (frame strides of the queries and the index), as shipped.
+    engine = json.loads((ASSETS / "demo.json").read_text())["build"]["engine"]
+    cfg = BuildConfig(temporal_heldout=0, engine=EngineConfig(**engine))
     return create_workspace(root / "ws", data=data, vae=ASSETS / "vae", reid=ASSETS / "reid", cfg=cfg)
 
 
