@@ -79,10 +79,11 @@ def audit_synthetic_set(engine: AuditEngine, dataset, set_name: str, *, top: int
 
     scores, temporal, embs = [], [], []
     n = len(dataset)
-    with VideoPrefetcher(dataset, size=engine.config.size) as videos:
+    # Only every frame_stride-th frame is scored: only those are decoded.
+    with VideoPrefetcher(dataset, size=engine.config.size, frame_step=engine.config.frame_stride) as videos:
         for i in tqdm(range(n), desc=f"auditing {set_name}", unit="video", leave=False):
             name = dataset.names[i]
-            emb = engine.embed_frames(videos.get(i).frames[:: engine.config.frame_stride])
+            emb = engine.embed_frames(videos.get(i).frames)
             if frame_embeddings is not None:
                 frame_embeddings[name] = emb
             scores.append(engine.score_embeddings(emb, name).per_train.head(top))
@@ -189,9 +190,9 @@ def create_workspace(
 
     from echoaudit.data.prefetch import VideoPrefetcher
 
-    with VideoPrefetcher(train, size=ecfg.size) as videos:
-        def embed_train(i: int) -> np.ndarray:
-            return embed_video_frames(vae_m, reid_m, videos.get(i).frames[:: ecfg.index_stride])
+    with VideoPrefetcher(train, size=ecfg.size, frame_step=ecfg.index_stride) as videos:
+        def embed_train(i: int) -> np.ndarray:  # frames 0, s, 2s, ... (s = index_stride)
+            return embed_video_frames(vae_m, reid_m, videos.get(i).frames)
 
         index, emb = build_training_index(train, root / "index", embed_video=embed_train, fingerprint=fingerprint,
                                           index_stride=ecfg.index_stride,

@@ -424,3 +424,34 @@ def test_failed_writes_leave_nothing(tmp_path, monkeypatch):
         write_video(tmp_path / "b.avi", frames, 25)
     assert [p.name for p in tmp_path.iterdir()] == ["a.avi"]
     assert (tmp_path / "a.avi").read_bytes() == good
+
+
+@pytest.mark.parametrize("ext", [".avi", ".mp4", ".gif", ".npy"])
+def test_frame_step_equals_slicing_every_frame(tmp_path, ext):
+    rng = np.random.default_rng(3)
+    frames = rng.integers(0, 256, (21, 32, 48), dtype=np.uint8)
+    path = write_video(tmp_path / f"v{ext}", frames, 25.0)
+    full = load_video(path, fps=25.0 if ext == ".npy" else None)
+    for k in (1, 2, 8):
+        part = load_video(path, frame_step=k, fps=25.0 if ext == ".npy" else None)
+        np.testing.assert_array_equal(part.frames, full.frames[::k])  # skipped frames decode to nothing else
+        assert part.fps == pytest.approx(full.fps / k)
+    both = load_video(path, frame_step=3, num_frames=4, size=16, fps=25.0 if ext == ".npy" else None)
+    np.testing.assert_array_equal(both.frames, load_video(path, size=16, fps=25.0 if ext == ".npy" else None).frames[::3][:4])
+
+
+def test_frame_step_after_resampling_and_bad_steps(tmp_path):
+    frames = np.random.default_rng(4).integers(0, 256, (40, 16, 16), dtype=np.uint8)
+    path = write_video(tmp_path / "v.avi", frames, 50.0)
+    np.testing.assert_array_equal(load_video(path, fps=25.0, frame_step=2).frames,
+                                  load_video(path, fps=25.0).frames[::2])
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(VideoError, match="frame_step must be a positive int"):
+            load_video(path, frame_step=bad)
+
+
+def test_frame_step_still_checks_truncation(tmp_path):
+    frames = np.random.default_rng(5).integers(0, 256, (12, 16, 16), dtype=np.uint8)
+    data = write_video(tmp_path / "v.avi", frames, 25.0).read_bytes()
+    with pytest.raises(VideoError, match="truncated or corrupt AVI"):
+        load_video(data[: len(data) // 2], extension=".avi", frame_step=4)
