@@ -12,4 +12,7 @@ WS=${ECHOAUDIT_WORKSPACE:-demo_workspace}
 # later start goes straight to the dashboard.
 .venv/bin/python -m echoaudit.buildjob start-demo "$WS"
 export ECHOAUDIT_WORKSPACE="$WS"
-exec .venv/bin/streamlit run app.py --server.headless=true --browser.gatherUsageStats=false "$@"
+# No file watcher: it watches this folder tree (.venv and the workspace included) and took a
+# whole core while the build writes its files. (Developers editing pages: drop the flag.)
+exec .venv/bin/streamlit run app.py --server.headless=true --browser.gatherUsageStats=false \
+  --server.fileWatcherType=none "$@"
