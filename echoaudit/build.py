@@ -137,6 +137,7 @@ def create_workspace(
     generators: dict[str, str | Path] | None = None,
     cfg: BuildConfig = BuildConfig(),
     note: dict | None = None,
+    timings: dict[str, float] | None = None,
     progress: Progress | None = None,
 ) -> Workspace:
     """Build a workspace in ``root`` from a data set and model folders: the real-data part
@@ -149,7 +150,7 @@ def create_workspace(
     root.mkdir(parents=True, exist_ok=True)
     (root / MANIFEST).unlink(missing_ok=True)  # a rebuilt folder is not usable until its new manifest
     t_start = time.time()
-    timings: dict[str, float] = {}
+    timings = dict(timings or {})  # stages done before this call (the demo's phantom data)
     generators = dict(generators or {})
 
     def report(frac: float, msg: str) -> None:

@@ -8,7 +8,10 @@ generators (a regular one and a deliberately memorizing one).
 
 from __future__ import annotations
 
+import importlib
 import json
+import threading
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -62,14 +65,21 @@ def _build(root: Path, *, assets, rebuild: bool, progress) -> Workspace:
     spec = json.loads(spec_path.read_text())
     pcfg = PhantomConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec["phantom"].items()})
     data = root / "data" / pcfg.view
+    # torch and diffusers take seconds to import: do it while the phantom workers render.
+    warm = threading.Thread(target=importlib.import_module, args=("echoaudit.build",), daemon=True)
+    warm.start()
+    timings = {}
     if not (data / "FileList.csv").exists():
+        t0 = time.time()
         generate_phantom(data, pcfg, workers=2, progress=lambda f, m: progress(0.1 * f, f"phantom data: {m}"))
+        timings["phantom"] = round(time.time() - t0, 2)
     progress(0.1, "loading the models")
-    from echoaudit.build import BuildConfig, create_workspace  # torch and diffusers: after the phantom
+    warm.join()
+    from echoaudit.build import BuildConfig, create_workspace
     from echoaudit.engine import EngineConfig
     b = spec.get("build", {})
     cfg = BuildConfig(**{k: v for k, v in b.items() if k != "engine"}, engine=EngineConfig(**b.get("engine", {})))
     gens = {name: assets / rel for name, rel in spec["generators"].items()}
     return create_workspace(root, data=data, vae=assets / spec["vae"], reid=assets / spec["reid"], generators=gens,
-                            cfg=cfg, note={"demo": spec.get("notes", {})},
+                            cfg=cfg, note={"demo": spec.get("notes", {})}, timings=timings,
                             progress=lambda f, m: progress(0.1 + 0.9 * f, m))

@@ -414,16 +414,23 @@ def test_failed_writes_leave_nothing(tmp_path, monkeypatch):
     with pytest.raises(VideoError, match=r"unsupported extension '\.mkv'; allowed: \.avi, \.mp4, \.gif, \.npy"):
         write_video(tmp_path / "a.mkv", frames, 25)
     assert list(tmp_path.iterdir()) == []
-    # ffmpeg fails after it has started writing: the half-written temporary file goes,
-    # and a file that was there before stays as it was.
+    # The encoder fails after writing has started: the half-written temporary file goes,
+    # and a file that was there before stays as it was. AVI (PyAV, in-process):
     good = write_video(tmp_path / "a.avi", frames, 25).read_bytes()
-    monkeypatch.setitem(vmod._CODEC_PARAMS, "mjpeg", ("yuvj420p", ["-no_such_option", "1"]))
-    with pytest.raises(VideoError, match="ffmpeg could not write .avi with codec mjpeg"):
+    monkeypatch.setitem(vmod._CODEC_PARAMS, "mjpeg", ("no_such_pix_fmt", []))
+    with pytest.raises(VideoError, match="could not write .avi with codec mjpeg"):
         write_video(tmp_path / "a.avi", frames[::-1], 25)
-    with pytest.raises(VideoError, match="ffmpeg could not write"):
+    with pytest.raises(VideoError, match="could not write .avi"):
         write_video(tmp_path / "b.avi", frames, 25)
     assert [p.name for p in tmp_path.iterdir()] == ["a.avi"]
     assert (tmp_path / "a.avi").read_bytes() == good
+    # MP4 (the ffmpeg binary, whose exit status imageio-ffmpeg would ignore):
+    good = write_video(tmp_path / "c.mp4", frames, 25).read_bytes()
+    monkeypatch.setitem(vmod._CODEC_PARAMS, "libx264", ("yuv420p", ["-no_such_option", "1"]))
+    with pytest.raises(VideoError, match="ffmpeg could not write .mp4 with codec libx264"):
+        write_video(tmp_path / "c.mp4", frames[::-1], 25)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.avi", "c.mp4"]
+    assert (tmp_path / "c.mp4").read_bytes() == good
 
 
 @pytest.mark.parametrize("ext", [".avi", ".mp4", ".gif", ".npy"])
@@ -455,3 +462,21 @@ def test_frame_step_still_checks_truncation(tmp_path):
     data = write_video(tmp_path / "v.avi", frames, 25.0).read_bytes()
     with pytest.raises(VideoError, match="truncated or corrupt AVI"):
         load_video(data[: len(data) // 2], extension=".avi", frame_step=4)
+
+
+@pytest.mark.parametrize("codec", ["mjpeg", "ffv1", "rawvideo"])
+def test_avi_written_in_process_decodes_like_the_ffmpeg_binary(tmp_path, codec):
+    """AVIs are encoded with PyAV; the ffmpeg binary with the same settings (what wrote the
+    data the demo models were trained on) gives the same pixels back."""
+    frames = np.random.default_rng(6).integers(0, 256, (9, 40, 56), dtype=np.uint8)
+    ours = write_video(tmp_path / "ours.avi", frames, 29.97, codec=codec)
+    params = {"mjpeg": ["-pix_fmt", "yuvj420p", "-q:v", "2"], "ffv1": ["-pix_fmt", "gray"],
+              "rawvideo": ["-pix_fmt", "gray"]}[codec]
+    ref = tmp_path / "ref.avi"
+    r = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-f", "rawvideo",
+                        "-pix_fmt", "gray", "-s", "56x40", "-r", "2997/100", "-i", "pipe:0", "-c:v", codec, *params,
+                        str(ref)], input=frames.tobytes(), capture_output=True)
+    assert r.returncode == 0, r.stderr
+    a, b = load_video(ours), load_video(ref)
+    np.testing.assert_array_equal(a.frames, b.frames)
+    assert a.fps == pytest.approx(b.fps)

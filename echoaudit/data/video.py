@@ -658,9 +658,36 @@ def write_video(
     with atomic_path(path) as tmp:
         if ext == ".gif":
             _write_gif(tmp, u8, fps)
+        elif ext == ".avi":
+            _write_av(tmp, u8, fps, codec)
         else:
             _write_ffmpeg(tmp, u8, fps, codec, ext)
     return path
+
+
+def _write_av(target: Path, u8: np.ndarray, fps: float, codec: str) -> None:
+    """Encode (T, H, W) uint8 frames to an AVI in-process with PyAV: the same encoder and
+    settings as the ffmpeg binary (same decoded pixels, tested) at ~40 % of the CPU time,
+    since no process is started and no frames are piped."""
+    import av
+
+    pix_fmt, _ = _CODEC_PARAMS[codec]
+    _, h, w = u8.shape
+    try:
+        with av.open(str(target), mode="w", format="avi", options={"fflags": "+bitexact"}) as out:
+            stream = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1_000_000))
+            stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
+            stream.thread_count = 1
+            stream.codec_context.flags |= av.codec.context.Flags.bitexact
+            if codec == "mjpeg":  # -q:v 2: a fixed quantizer scale
+                stream.codec_context.qscale = 2
+            for frame in u8:
+                out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="gray")))
+            out.mux(stream.encode(None))
+    except Exception as e:  # av.error.* (a full disk, an encoder refusing the settings)
+        raise VideoError(f"could not write .avi with codec {codec} ({_last_line(e)})") from e
+    if not target.exists() or target.stat().st_size == 0:
+        raise VideoError(f"could not write .avi with codec {codec} (empty output)")
 
 
 def _write_ffmpeg(target: Path, u8: np.ndarray, fps: float, codec: str, ext: str) -> None:
