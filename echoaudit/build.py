@@ -254,9 +254,8 @@ def complete_workspace(ws: Workspace, *, progress: Progress | None = None) -> Wo
     from echoaudit.generate import generate_dataset
 
     pending = list(ws.manifest.get("pending", []))
-    b = dict(ws.manifest["build"])
-    b.pop("seconds", None), b.pop("timings", None), b.pop("engine", None)
-    cfg = BuildConfig(**{k: v for k, v in b.items() if k in BuildConfig.__dataclass_fields__})
+    b = ws.manifest["build"]  # the BuildConfig it was started with (engine: the workspace's own)
+    cfg = BuildConfig(**{k: v for k, v in b.items() if k in BuildConfig.__dataclass_fields__ and k != "engine"})
     for gi, g in enumerate(pending):
         t0 = time.time()
         lo, span = gi / len(pending), 1.0 / len(pending)

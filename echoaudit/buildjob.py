@@ -103,9 +103,7 @@ def manifest_state(root: str | Path) -> str:
     path = Path(root) / "manifest.json"
     try:
         manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        return "missing"
-    except json.JSONDecodeError:
+    except (FileNotFoundError, json.JSONDecodeError):  # a broken manifest: Workspace says why
         return "missing"
     return "partial" if manifest.get("pending") else "complete"
 
