@@ -270,12 +270,12 @@ def complete_workspace(ws: Workspace, *, progress: Progress | None = None) -> Wo
         generate_dataset(ws.generator_path(g), ws.vae, out, n=cfg.n_synthetic, seed=cfg.seed, steps=cfg.steps,
                          guidance=cfg.guidance, num_frames=cfg.synthetic_frames,
                          progress=lambda f, m: report(0.7 * f, f"generating with {g}: {m}"))
+        # ws keeps its loaded models and index; add_synthetic_set rewrites the manifest from disk.
         add_synthetic_set(ws, g, out, info={"generator": g, "n": cfg.n_synthetic, "seed": cfg.seed, "steps": cfg.steps},
                           seconds=time.time() - t0, progress=lambda f, m: report(0.7 + 0.3 * f, f"auditing {g}: {m}"))
-        ws = Workspace(ws.root)
     if progress is not None:
         progress(1.0, "workspace ready")
-    return ws
+    return Workspace(ws.root)
 
 
 def _rel(path: Path, root: Path) -> str:
