@@ -14,7 +14,7 @@ import pandas as pd
 from echoaudit.errors import EchoAuditError
 from echoaudit.fileio import atomic_dir, write_json
 
-__all__ = ["export_demo_assets"]
+__all__ = ["export_demo_assets", "export_reid"]
 
 _KEEP = (".json", ".safetensors")
 
@@ -31,6 +31,22 @@ def _copy(src: Path, dst: Path, summary: dict) -> None:
         (tmp / "metrics.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
 
 
+def export_reid(runs: str | Path, out: str | Path = "assets") -> dict:
+    """Copy ``runs/reid/best`` to ``out/reid`` with its training summary (the re-ID alone:
+    retraining the privacy filter leaves the VAE and the generators as they are)."""
+    runs, out = Path(runs), Path(out)
+    reid = json.loads((runs / "reid" / "metrics.json").read_text())
+    cfg = reid.get("config", {})
+    summary = {
+        "summary": f"latent space; best VAL AUC {reid['best_auc']:.4f} at epoch {reid['best_epoch']}; "
+                   f"trained with disguised copies (copy_fraction {cfg.get('copy_fraction')}, "
+                   f"hard_fraction {cfg.get('hard_fraction')})",
+        "best_auc": reid["best_auc"], "best_epoch": reid["best_epoch"], "seconds": reid.get("seconds"),
+        "config": cfg}
+    _copy(runs / "reid" / "best", out / "reid", summary)
+    return summary
+
+
 def export_demo_assets(runs: str | Path, out: str | Path = "assets") -> dict:
     runs, out = Path(runs), Path(out)
     table = pd.read_csv(runs / "data" / "a4c" / "FileList.csv")
@@ -45,10 +61,7 @@ def export_demo_assets(runs: str | Path, out: str | Path = "assets") -> dict:
     _copy(runs / "vae" / "best", out / "vae", {
         "summary": f"{best['step']} steps; held-out low-passed PSNR {best['psnr_lowpass']:.2f} dB, "
                    f"raw PSNR {best['psnr_raw']:.2f} dB, SSIM {best['ssim']:.3f}", **best})
-    reid = json.loads((runs / "reid" / "metrics.json").read_text())
-    _copy(runs / "reid" / "best", out / "reid", {
-        "summary": f"latent space; best VAL AUC {reid['best_auc']:.4f} at epoch {reid['best_epoch']}",
-        "best_auc": reid["best_auc"], "best_epoch": reid["best_epoch"], "seconds": reid.get("seconds")})
+    export_reid(runs, out)
     gens = {}
     for name in ("regular", "memorizing"):
         src = runs / f"gen_{name}" / "best"
@@ -64,7 +77,7 @@ def export_demo_assets(runs: str | Path, out: str | Path = "assets") -> dict:
         "reid": "reid",
         "generators": gens,
         "build": {"n_synthetic": 32, "synthetic_frames": 32, "steps": 20, "seed": 0,
-                  "engine": {"frame_stride": 2, "index_stride": 4, "k": 32}},
+                  "engine": {"frame_stride": 4, "index_stride": 8, "k": 32}},
         "notes": {"trained_with": "bash scripts/train_demo_assets.sh",
                   "memorizing": "the memorizing generator saw only its subset of TRAIN videos, for many steps"},
     }

@@ -5,11 +5,15 @@ instead of decoding videos (the paper's 3 s vs 3 min an epoch); the diffusion mo
 on them too. Folder layout:
 
 - ``latents.npy``   float16 (V, T, C, h, w): scaled VAE latents of each video's frames.
-- ``augmented.npy`` float16 (V, T, C, h, w): latents of one augmented copy of each video
-  (small shift, brightness/contrast, noise), the changes a copying generator would make;
-  re-ID training pairs them with the originals as positives.
+- ``augmented.npy`` float16 (V, K, T_a, C, h, w): latents of K disguised copies of each
+  video (:func:`echoaudit.data.attacks.random_disguise`: geometry, mirror, blur/sharpen,
+  gamma/contrast, speckle/noise, JPEG, overlays, sector/depth), made in image space
+  *before* encoding, so training sees what a disguised copy's latents look like. Only
+  every ``augment_stride``-th frame is kept (frame f of the video is copy frame
+  f // augment_stride), which keeps K copies cheap to encode and to store.
+  Caches written before K existed hold (V, T, C, h, w): K = 1, stride 1.
 - ``videos.csv``    one row per video: FileName, PatientID, Split, EF, View, FPS.
-- ``cache.json``    VAE fingerprint, frames per video, size, augmentation seed.
+- ``cache.json``    VAE fingerprint, frames per video, size, augmentation seed, K, stride.
 """
 
 from __future__ import annotations
@@ -53,6 +57,10 @@ class LatentCache:
     def vae_fingerprint(self) -> str:
         return self.meta["vae_fingerprint"]
 
+    @property
+    def augment_stride(self) -> int:
+        return int(self.meta.get("augment_stride", 1))
+
     @classmethod
     def load(cls, folder: str | Path, *, expected_vae: str | None = None, mmap: bool = True) -> "LatentCache":
         folder = Path(folder)
@@ -81,6 +89,8 @@ def encode_dataset(
     *,
     frames: int | None = None,
     augment: bool = True,
+    augment_copies: int = 8,
+    augment_stride: int = 8,
     seed: int = 0,
     size: int = 112,
     progress: Callable[[float, str], None] | None = None,
@@ -88,27 +98,40 @@ def encode_dataset(
     """Encode every video of an ``EchoNetDataset`` with a ``FrameVAE`` into a cache folder.
 
     Videos are cut (or must reach) ``frames`` frames so the array is rectangular; by default
-    the shortest video's length.
+    the shortest video's length. With ``augment``, ``augment_copies`` disguised copies of
+    every ``augment_stride``-th frame are encoded too (see the module docstring); copy k of
+    video i is drawn from ``default_rng([seed, i, k])``, so a cache's copies do not depend
+    on the order or number of videos encoded.
     """
+    from echoaudit.data.attacks import random_disguise
+
     n = len(dataset)
     if n == 0:
         raise ValueError("cannot encode an empty data set")
+    if augment and (augment_copies < 1 or augment_stride < 1):
+        raise ValueError(f"augment_copies and augment_stride must be >= 1; got {augment_copies}, {augment_stride}")
     t = int(frames or dataset.table["NumberOfFrames"].min())
     c, h, w = vae.latent_shape(size)
     lat = np.zeros((n, t, c, h, w), dtype=np.float16)
-    aug = np.zeros_like(lat) if augment else None
-    rng = np.random.default_rng(seed)
+    t_aug = len(range(0, t, augment_stride))
+    aug = np.zeros((n, augment_copies, t_aug, c, h, w), dtype=np.float16) if augment else None
+    fps = dataset.table["FPS"].to_numpy(dtype=np.float64) if "FPS" in dataset.table else np.full(n, 50.0)
     for i in tqdm(range(n), desc="encoding latents", unit="video"):
         x = dataset.load(i, size=size, num_frames=t).frames
         lat[i] = vae.encode(x).numpy().astype(np.float16)
         if aug is not None:
-            aug[i] = vae.encode(augment_video(x, rng)).numpy().astype(np.float16)
+            sel = x[::augment_stride]
+            copies = [random_disguise(sel, np.random.default_rng([seed, i, k]), fps=float(fps[i]) / augment_stride)
+                      for k in range(augment_copies)]
+            aug[i] = vae.encode(np.concatenate(copies)).numpy().astype(np.float16).reshape(augment_copies, t_aug, c, h, w)
         if progress is not None:
             progress((i + 1) / n, f"encoded {i + 1}/{n} videos")
     cols = [col for col in ("FileName", "PatientID", "Split", "EF", "View", "FPS") if col in dataset.table]
     table = dataset.table[cols].reset_index(drop=True)
     meta = {"vae_fingerprint": vae.fingerprint, "frames": t, "size": size, "augment_seed": seed,
-            "latent_shape": [c, h, w], "n_videos": n}
+            "latent_shape": [c, h, w], "n_videos": n,
+            "augment_copies": augment_copies if augment else 0, "augment_stride": augment_stride,
+            "augment": "echoaudit.data.attacks.random_disguise"}
     out = Path(out)
     with atomic_dir(out) as tmp:
         np.save(tmp / "latents.npy", lat)

@@ -38,7 +38,7 @@ def micro_models(root: Path) -> dict[str, Path]:
     vae = FrameVAE.from_pretrained(root / "vae" / "best")
     cache = encode_dataset(ds, vae, root / "latents", size=SIZE)
     source = LatentPairSource(np.asarray(cache.latents), np.asarray(cache.augmented), cache.table,
-                              fingerprint=cache.vae_fingerprint)
+                              fingerprint=cache.vae_fingerprint, augment_stride=cache.augment_stride)
     rcfg = ReIDTrainConfig(epochs=25, pairs_per_epoch=1024, batch_size=128, width=16, embed_dim=32, head_hidden=32,
                            val_pairs=256, lr=3e-3, patience=25)
     train_reid(source, root / "reid", rcfg)

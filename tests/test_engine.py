@@ -31,7 +31,7 @@ class _StubVAE:
 
 
 class _StubReID(torch.nn.Module):
-    """Embedding = the centred, normalised latent; head = sigmoid(20 (cos - 0.9)): a
+    """Embedding = the centred, normalised latent; head logit = 20 (cos - 0.9): a
     known-answer model, so the test checks the engine's plumbing, not a model's quality."""
 
     def embed(self, z):
@@ -39,8 +39,11 @@ class _StubReID(torch.nn.Module):
         v = v - v.mean(dim=1, keepdim=True)
         return v / v.norm(dim=1, keepdim=True).clamp_min(1e-8)
 
+    def head_logits(self, e1, e2):
+        return 20 * ((e1 * e2).sum(dim=1) - 0.9)
+
     def pair_proba(self, e1, e2):
-        return torch.sigmoid(20 * ((e1 * e2).sum(dim=1) - 0.9))
+        return torch.sigmoid(self.head_logits(e1, e2))
 
 
 def test_engine_plumbing_matches_copies_to_their_source(ws, stub_engine):
@@ -55,7 +58,35 @@ def test_engine_plumbing_matches_copies_to_their_source(ws, stub_engine):
     assert (best["train_video"] == best["query"].map(source)).mean() >= 0.95
     r = results[0]
     assert len(r.frame_curve) == len(r.frames) and np.allclose(r.frame_curve, np.max(list(r.curves.values()), axis=0))
-    assert r.head_evaluations == len(r.frames) * 8
+    # k = 8 shortlisted frames per query frame, then every frame of the rescored videos
+    rescored = sum(len(engine._rows_of[v]) for v in r.per_train["train_video"])
+    assert r.head_evaluations == len(r.frames) * 8 + len(r.frames) * rescored
+
+
+def test_clip_score_is_the_mean_over_query_frames_of_each_frames_best_match(ws, stub_engine):
+    """Known answer, computed densely here: per training video v, c_v(q) = max over v's
+    indexed frames of the head logit; score = sigmoid(mean_q c_v), score_peak =
+    sigmoid(max_q c_v); the best video first."""
+    from scipy.special import expit
+
+    x = ws.heldout.load(1, size=ws.size).frames
+    emb = stub_engine.embed_frames(x[::2])
+    res = stub_engine.score_embeddings(emb, "q", exact=True, keep_curves=True)
+    train = stub_engine.train_embeddings
+    logits = 20 * (emb @ train.T - 0.9)  # the stub head on every pair
+    videos = stub_engine.index.metadata["video"].to_numpy()
+    want = {}
+    for v in np.unique(videos):
+        c = logits[:, videos == v].max(axis=1)
+        want[v] = (expit(c.mean()), expit(c.max()))
+    got = res.per_train.set_index("train_video")
+    assert set(got.index) == set(want)
+    for v, (score, peak) in want.items():
+        assert got.loc[v, "score"] == pytest.approx(score, rel=1e-5)
+        assert got.loc[v, "score_peak"] == pytest.approx(peak, rel=1e-5)
+    assert res.per_train["train_video"].iloc[0] == max(want, key=lambda v: want[v][0])
+    np.testing.assert_allclose(res.curves[res.per_train["train_video"].iloc[0]],
+                               expit(logits[:, videos == res.per_train["train_video"].iloc[0]].max(axis=1)), rtol=1e-5)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +100,7 @@ def stub_engine(ws):
         emb.append(reid.embed(vae.encode(frames)).numpy())
         meta.append(pd.DataFrame({"video": name, "patient": ws.train.patients[i], "frame": np.arange(len(frames)) * 2}))
     index = EmbeddingIndex.build(np.concatenate(emb), pd.concat(meta, ignore_index=True), fingerprint={"test": 1})
-    return AuditEngine(vae, reid, index, np.concatenate(emb), EngineConfig(size=ws.size, k=8))
+    return AuditEngine(vae, reid, index, np.concatenate(emb), EngineConfig(size=ws.size, k=8, rescore_videos=3))
 
 
 def test_shortlist_finds_the_exact_best_with_fewer_head_calls(ws, stub_engine):
@@ -85,7 +116,41 @@ def test_shortlist_finds_the_exact_best_with_fewer_head_calls(ws, stub_engine):
         assert a.per_train["train_video"].iloc[0] == b.per_train["train_video"].iloc[0]
         calls_short += a.head_evaluations
         calls_exact += b.head_evaluations
-    assert calls_exact >= 5 * calls_short
+    # the shortlist costs t * (k + frames of the 3 rescored videos) head calls, exact t * N:
+    # on this 128-frame index about 4x fewer (bench/shortlist_vs_exact.py: at demo scale)
+    assert calls_exact == len(ws.heldout) * 8 * stub_engine.index.ntotal
+    assert calls_exact >= 3 * calls_short
+
+
+class _SharpStubReID(_StubReID):
+    """Head logit = 30 cos: copies score logits near 30, where float32 probabilities are 1."""
+
+    def head_logits(self, e1, e2):
+        return 30 * (e1 * e2).sum(dim=1)
+
+
+def test_head_probabilities_keep_resolution_near_one(ws, stub_engine):
+    """Probabilities are float64 expit of the head's logits: logits 20 and 30 stay apart
+    (float32 sigmoid makes both exactly 1.0), and the score tables keep float64."""
+    from scipy.special import expit
+
+    from echoaudit.audit.scale import to_logit
+    from echoaudit.engine import AuditEngine
+
+    sharp = AuditEngine(stub_engine.vae, _SharpStubReID(), stub_engine.index, stub_engine.train_embeddings,
+                        stub_engine.config)
+    e = stub_engine.train_embeddings[:3]
+    p = sharp._head(e, e)  # identical pairs: logit 30 cos = 30
+    assert p.dtype == np.float64 and np.all(p < 1.0)
+    assert to_logit(p) == pytest.approx(np.full(3, 30 * float((e[0] * e[0]).sum())), abs=0.05)
+    z = np.array([20.0, 30.0])
+    assert torch.sigmoid(torch.tensor(z, dtype=torch.float32)).tolist() == [1.0, 1.0]
+    assert expit(z)[0] < expit(z)[1] < 1.0
+    frames = ws.train.load(0, size=ws.size).frames
+    res = sharp.score_frames(frames, "copy", keep_curves=True)
+    assert res.per_train["score"].dtype == np.float64 and res.per_train["score_robust"].dtype == np.float64
+    assert res.frame_curve.dtype == np.float64 and res.per_train["score"].iloc[0] < 1.0
+    assert res.per_train["train_video"].iloc[0] == ws.train.names[0]
 
 
 def test_micro_engine_exact_mode_sees_at_least_the_shortlist(ws):

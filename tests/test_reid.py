@@ -154,15 +154,66 @@ def test_pairs_are_balanced_labelled_by_patient_and_seeded(source):
     assert (pairs.f1 < T).all() and (pairs.f2 < T).all() and not pairs.a1.any()
     same_video = pairs.v1 == pairs.v2
     assert 0.4 < same_video[pairs.label == 1].mean() < 0.6  # same_video_fraction 0.5
-    # a same-video positive is a temporal offset, or the augmented copy (offset 0 allowed)
-    assert (pairs.f1 != pairs.f2)[same_video & ~pairs.a2].all()
-    for lab in (0, 1):  # augmentation on both classes alike
-        assert 0.4 < pairs.a2[pairs.label == lab].mean() < 0.6
+    disguised = pairs.a2 > 0
+    assert set(np.unique(pairs.a2)) == {0, 1}  # the source holds one copy
+    # a same-video positive is a temporal offset, or the disguised copy (offset 0 allowed)
+    assert (pairs.f1 != pairs.f2)[same_video & ~disguised].all()
+    for lab in (0, 1):  # disguises on both classes alike
+        assert 0.4 < disguised[pairs.label == lab].mean() < 0.6
     again = sample_pairs(source, split="TRAIN", n_pairs=1001, seed=3)
     for name in ("v1", "f1", "v2", "f2", "a2", "label"):
         np.testing.assert_array_equal(getattr(again, name), getattr(pairs, name))
     other = sample_pairs(source, split="TRAIN", n_pairs=1001, seed=4)
     assert not np.array_equal(other.v1, pairs.v1)
+
+
+def test_copy_pairs_are_disguised_frames_of_the_same_video_nearby():
+    lat, _, table = _phantom()
+    k, stride = 3, 2
+    aug = np.stack([lat[:, ::stride] + 0.01 * (c + 1) for c in range(k)], axis=1)  # (V, K, T_a, ...)
+    src = LatentPairSource(lat, aug, table, augment_stride=stride)
+    assert src.n_copies == k
+    pairs = sample_pairs(src, split="TRAIN", n_pairs=2000, seed=5, copy_fraction=0.5, copy_max_offset=1,
+                         augmented_fraction=0.0)
+    pos = pairs.label == 1
+    disguised = pairs.a2 > 0
+    # with augmented_fraction 0, only copies are disguised: about half of the positives
+    assert not disguised[~pos].any() and 0.42 < disguised[pos].mean() < 0.58
+    assert (pairs.v1 == pairs.v2)[disguised].all()
+    assert (np.abs(pairs.f1 - pairs.f2)[disguised] <= 1).all()
+    assert (pairs.f2[disguised] % stride == 0).all() and set(np.unique(pairs.a2[disguised])) == {1, 2, 3}
+    # a disguised frame is copy c's frame f2 // stride
+    x = gather_frames(src, pairs.v2[:50], pairs.f2[:50], pairs.a2[:50]).numpy()
+    want = np.stack([aug[v, c - 1, f // stride] if c else lat[v, f]
+                     for v, f, c in zip(pairs.v2[:50], pairs.f2[:50], pairs.a2[:50])])
+    np.testing.assert_array_equal(x, want)
+    with pytest.raises(ValueError, match=r"copy must be 0 \(original\) or 1..3"):
+        src.get_frames(0, [0], 4)
+    with pytest.raises(ValueError, match=r"augmented must be \(V, K, T_a, C, h, w\)"):
+        LatentPairSource(lat, aug, table, augment_stride=1)
+
+
+def test_hard_negatives_are_the_nearest_videos_of_other_patients(source):
+    from echoaudit.train.reid import nearest_other_patients
+
+    torch.manual_seed(0)
+    model = ReIDNet(in_channels=1, input_size=S, **MICRO)
+    near = nearest_other_patients(model, source, "TRAIN", 3)
+    train = np.flatnonzero(source.splits == "TRAIN")
+    assert set(near) == set(train.tolist())
+    for v, others in near.items():
+        assert len(others) == 3 and (source.patients[others] != source.patients[v]).all()
+        assert set(others.tolist()) <= set(train.tolist())
+    # the first neighbour is the most similar other-patient video (checked against a dense computation)
+    with torch.no_grad():
+        e = torch.stack([torch.nn.functional.normalize(model.embed(source.get_frames(int(v), np.linspace(0, T - 1, 4).round().astype(int))).mean(0), dim=0) for v in train]).numpy()
+    sim = e @ e.T
+    i = 0
+    cand = [j for j in range(len(train)) if source.patients[train[j]] != source.patients[train[i]]]
+    assert near[int(train[i])][0] == train[cand[int(np.argmax(sim[i, cand]))]]
+    pairs = sample_pairs(source, split="TRAIN", n_pairs=400, seed=1, hard_negatives=near, hard_fraction=1.0)
+    neg = pairs.label == 0
+    assert all(b in near[int(a)] for a, b in zip(pairs.v1[neg], pairs.v2[neg]))
 
 
 def test_pairs_need_two_patients():
@@ -177,9 +228,9 @@ def test_gather_frames_matches_direct_indexing(source):
     lat, aug = source.latents, source.augmented
     v = np.array([3, 0, 3, 7, 0])
     f = np.array([1, 5, 2, 0, 5])
-    a = np.array([False, True, True, False, False])
+    a = np.array([0, 1, 1, 0, 0])
     got = gather_frames(source, v, f, a).numpy()
-    want = np.stack([(aug if ai else lat)[vi, fi] for vi, fi, ai in zip(v, f, a)])
+    want = np.stack([(aug[:, 0] if ai else lat)[vi, fi] for vi, fi, ai in zip(v, f, a)])
     np.testing.assert_array_equal(got, want)
 
 
@@ -204,18 +255,18 @@ def test_image_source_decodes_each_video_once_per_batch(avi_dataset, monkeypatch
     monkeypatch.setattr(avi_dataset, "load", lambda i, **kw: calls.append(i) or load(i, **kw))
     v = np.array([2, 5, 2, 5, 9, 2])
     f = np.array([0, 1, 3, 3, 2, 0])
-    a = np.array([False, True, True, False, False, True])
+    a = np.array([0, 1, 1, 0, 0, 1])
     x = gather_frames(src, v, f, a).numpy()
     assert sorted(calls) == [2, 5, 9]
     plain = load(2, size=S).frames
     np.testing.assert_array_equal(x[0, 0], plain[0])
-    # the augmented copy of a frame: changed, but still close to it
+    # the disguised copy of a frame: changed, but still close to it
     diff = np.abs(x[5, 0] - plain[0])
-    assert diff.max() > 0.01 and diff.mean() < 0.15
+    assert diff.max() > 0.01 and diff.mean() < 0.25
 
 
 def test_same_seed_gives_same_pairs_in_both_spaces(avi_dataset):
-    img = ImagePairSource(avi_dataset, size=S, max_frames=T)
+    img = ImagePairSource(avi_dataset, size=S, max_frames=T, n_copies=1)
     lat, aug, table = _phantom()
     lat_src = LatentPairSource(lat[:12], aug[:12], avi_dataset.table)
     p_img = sample_pairs(img, split="TRAIN", n_pairs=64, seed=9)
