@@ -5,8 +5,9 @@ folder as a string plus widget values). No maths here.
 
 Session keys shared between pages: ``synthetic_set`` (sidebar selectbox, mirrored in
 ``audit_synthetic`` so it survives page switches) and
-``audit_threshold`` (the threshold set on the Privacy page, used by Inspect, Coverage and
-Report). Page-only keys carry the page's prefix (``privacy_threshold``, ``inspect_*``).
+``audit_threshold`` (the threshold set on the Privacy page, a probability, used by Inspect,
+Coverage and Report). Page-only keys carry the page's prefix (``privacy_threshold``: the
+slider, in re-ID logit units; ``privacy_rule``, ``inspect_*``).
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ import pandas as pd
 import streamlit as st
 
 from echoaudit import report as R
+from echoaudit.audit.scale import from_logit, to_logit
 from echoaudit.errors import EchoAuditError
 from echoaudit.workspace import Workspace
 
 __all__ = [
     "workspace_root", "workspace_version", "open_workspace", "require_workspace", "page_setup", "build_panel",
     "pending_panel", "no_synthetic_set", "sidebar", "synthetic_set",
-    "calibrated_threshold", "current_threshold", "set_threshold", "privacy_data", "auc_data", "coverage_data",
+    "calibrated_threshold", "calibration_data", "current_threshold", "set_threshold", "privacy_data", "auc_data",
+    "coverage_data",
     "temporal_data", "pca_data", "thumbnails", "training_frames", "query_video", "generate_video",
     "workspace_video", "tiled_mp4", "selected_videos", "show_error",
 ]
@@ -186,7 +189,7 @@ def sidebar(ws: Workspace) -> None:
                                   help="The generator's output audited on the Privacy, Coverage and Report pages.")
             st.session_state["audit_synthetic"] = chosen
         t = current_threshold(ws)
-        st.caption(f"Workspace `{Path(ws.root).name}` · threshold {t:.3f}")
+        st.caption(f"Workspace `{Path(ws.root).name}` · threshold {to_logit(t):.2f} (re-ID logit)")
         if ws.pending:
             pending_panel(ws)
 
@@ -198,24 +201,37 @@ def synthetic_set(ws: Workspace) -> str | None:
 
 
 @st.cache_data(show_spinner=False)
-def calibrated_threshold(root: str, percentile: float = 95.0) -> dict:
-    """The calibrated Threshold as a dict (value, low, high, percentile, ...) + ``describe``."""
-    thr = open_workspace(root).threshold(percentile)
-    return thr.to_dict() | {"describe": thr.describe()}
+def calibrated_threshold(root: str, percentile: float = 95.0, rule: str | None = None) -> dict:
+    """The calibration of ``rule`` (default: held-out-to-train) as a dict: value
+    (probability), logit, bootstrap interval, measured false-flag rate ``check``, ``sentence``."""
+    return open_workspace(root).calibration(percentile, rule).to_dict()
+
+
+def calibration_data(root: str, synthetic: str | None, percentile: float = 95.0) -> dict:
+    """Both rules' calibrations, their comparison table and the slider's logit range."""
+    return _calibration_data(root, workspace_version(root), synthetic, percentile)
+
+
+@st.cache_data(show_spinner="Calibrating the threshold ...", max_entries=8)
+def _calibration_data(root: str, version: int, synthetic: str | None, percentile: float) -> dict:
+    return R.calibration_view(open_workspace(root), synthetic, percentile=percentile)
 
 
 def current_threshold(ws: Workspace) -> float:
-    """The threshold chosen on the Privacy page, else the calibrated 95th-percentile one."""
+    """The threshold (a probability) chosen on the Privacy page, else the calibrated default."""
     # The slider's own key is already updated when a rerun starts (audit_threshold only after
     # the slider line runs), so the sidebar shows the value the page is about to use.
-    for key in ("privacy_threshold", "audit_threshold"):
-        t = st.session_state.get(key)
-        if t is not None:
-            return float(t)
+    t = st.session_state.get("privacy_threshold")
+    if t is not None:
+        return from_logit(float(t))
+    t = st.session_state.get("audit_threshold")
+    if t is not None:
+        return float(t)
     return float(calibrated_threshold(str(ws.root))["value"])
 
 
 def set_threshold(value: float) -> None:
+    """Share the threshold (a probability) with the other pages."""
     st.session_state["audit_threshold"] = float(value)
 
 
@@ -234,8 +250,8 @@ def auc_data(root: str) -> dict | None:
 
 
 @st.cache_data(show_spinner="Computing coverage ...")
-def coverage_data(root: str, synthetic: str, threshold: float | None) -> dict:
-    return R.coverage_view(open_workspace(root), synthetic, threshold)
+def coverage_data(root: str, synthetic: str) -> dict:
+    return R.coverage_view(open_workspace(root), synthetic)
 
 
 def temporal_data(root: str) -> dict:
@@ -282,9 +298,10 @@ def workspace_video(root: str, set_name: str, name: str) -> tuple[np.ndarray, fl
 
 
 @st.cache_data(show_spinner="Scoring the video against the training set ...", max_entries=16)
-def query_video(root: str, frames: np.ndarray, name: str):
-    """VideoScores of (T, size, size) frames in [0, 1] (cached on the frames' content)."""
-    return open_workspace(root).query(frames, name)
+def query_video(root: str, frames: np.ndarray, name: str, fps: float | None = None):
+    """VideoScores of (T, size, size) frames in [0, 1] (cached on the frames' content);
+    with ``fps``, conformed to the workspace's clip spec first (see Workspace.query)."""
+    return open_workspace(root).query(frames, name, fps=fps)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

@@ -2,6 +2,18 @@
 videos (for the threshold), store the per-video embeddings, temporal curves and a re-ID
 ROC, then generate and score the synthetic sets.
 
+Every score that meets the threshold is computed on clips of one :class:`ClipSpec` (the
+synthetic set's frame rate and length): real held-out videos are cut and resampled to it
+before they are scored, so the threshold is a percentile of the very statistic a synthetic
+video is judged by. The held-out patients are split into a calibration part (sets the
+threshold) and a check part (measures its false-flag rate); the manifest records the
+split, its seed and the clip spec.
+
+Each query video's first-frame embedding is stored too (``first_frames_<set>.parquet``,
+listed under ``scores["first_frames"]``): the published conventions score first frames
+only (:mod:`echoaudit.audit.conventions`), and the report sets them beside the
+whole-video numbers.
+
 The manifest is written once the real-data part is done: a folder with a manifest is a
 usable workspace. Synthetic sets follow one at a time, each recorded in the manifest as
 it completes (``pending`` lists those still to come; ``complete_workspace`` makes them,
@@ -12,6 +24,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,13 +35,25 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from echoaudit.audit.privacy import calibration_split
+from echoaudit.audit.temporal import sample_spread_over_patients
+from echoaudit.data.clips import ClipSpec
 from echoaudit.engine import AuditEngine, EngineConfig, build_training_index
 from echoaudit.errors import EchoAuditError
 from echoaudit.fileio import atomic_dir, atomic_path, model_fingerprint, write_json
-from echoaudit.workspace import MANIFEST, Workspace, load_manifest
+from echoaudit.workspace import MANIFEST, Workspace, clip_source_frames, load_manifest
 
-__all__ = ["BuildConfig", "create_workspace", "complete_workspace", "add_synthetic_set", "audit_synthetic_set",
-           "embed_video_frames"]
+__all__ = ["BuildConfig", "MANIFEST_VERSION", "SetAudit", "create_workspace", "complete_workspace",
+           "add_synthetic_set", "audit_synthetic_set", "embed_video_frames", "generator_fps", "build_clip_spec",
+           "clip_load_kwargs", "temporal_sample"]
+
+#: Version 3: held-out videos scored on clips of the synthetic set's spec (``clip``) and
+#: split into calibration / check patients (``calibration``). Version 2 workspaces open
+#: too; their threshold is calibrated on every held-out video and its rate "not measured".
+MANIFEST_VERSION = 3
+#: ``scores[FIRST_FRAMES]``: set ("heldout" or a synthetic set's name) -> its first-frame
+#: embeddings file. Optional: version-3 workspaces built before it lack the key.
+FIRST_FRAMES = "first_frames"
 
 Progress = Callable[[float, str], None]
 
@@ -41,7 +66,11 @@ class BuildConfig:
     guidance: float = 1.5
     seed: int = 0
     top: int = 10  # best training videos kept per query video
-    temporal_heldout: int = 48  # held-out videos given temporal curves
+    temporal_heldout: int = 48  # held-out videos given temporal curves (seeded, spread over patients)
+    # Clips every threshold-facing score is computed on: clip_fps frames per second (None:
+    # the generators' "fps" from training.json, else 25) and synthetic_frames frames.
+    clip_fps: float | None = None
+    calibration_fraction: float = 0.5  # share of held-out patients that set the threshold
     engine: EngineConfig = field(default_factory=EngineConfig)
 
 
@@ -49,6 +78,47 @@ def embed_video_frames(vae, reid, frames: np.ndarray) -> np.ndarray:
     """(T, H, W) in [0, 1] -> (T, D) re-ID embeddings of the VAE latents."""
     with torch.no_grad():
         return reid.embed(vae.encode(frames)).numpy().astype(np.float32)
+
+
+def generator_fps(folder: str | Path) -> float | None:
+    """The frame rate a generator's clips have: ``fps`` of its ``training.json`` (else of
+    its ``model_index.json``, the pipeline's config), or None when neither records one."""
+    import json
+
+    for name in ("training.json", "model_index.json"):
+        p = Path(folder) / name
+        if p.is_file():
+            try:
+                fps = json.loads(p.read_text()).get("fps")
+            except (json.JSONDecodeError, AttributeError):
+                continue
+            if isinstance(fps, (int, float)) and not isinstance(fps, bool) and fps > 0:
+                return float(fps)
+    return None
+
+
+def build_clip_spec(cfg: BuildConfig, generators: dict[str, str | Path] | None = None) -> ClipSpec:
+    """The clip spec of a build: ``cfg.clip_fps`` if set, else the first generator's fps
+    (:func:`generator_fps`), else 25 fps; ``cfg.synthetic_frames`` frames."""
+    fps = cfg.clip_fps
+    if fps is None:
+        found = [f for f in (generator_fps(g) for g in (generators or {}).values()) if f is not None]
+        fps = found[0] if found else 25.0
+    return ClipSpec(fps=float(fps), frames=int(cfg.synthetic_frames))
+
+
+def clip_load_kwargs(clip: ClipSpec | None, frame_stride: int) -> tuple[dict, int | None]:
+    """How to read a video as the engine queries a clip of ``clip``: (``dataset.load``
+    keyword arguments, how many of the loaded frames to keep).
+
+    ``load(fps=clip.fps, frame_step=s)[:ceil(clip.frames / s)]`` equals
+    ``conform_clip(frames, fps, clip)[::s]`` (resample to the clip's rate, keep its first
+    frames, query every s-th), but decodes only the frames queried when no resampling is
+    needed. ``clip`` None: every s-th frame of the video as stored, all of them.
+    """
+    if clip is None:
+        return {"frame_step": int(frame_stride)}, None
+    return {"fps": float(clip.fps), "frame_step": int(frame_stride)}, -(-int(clip.frames) // int(frame_stride))
 
 
 def _copy_model(src: Path, dst: Path) -> str:
@@ -59,46 +129,102 @@ def _copy_model(src: Path, dst: Path) -> str:
     return model_fingerprint(dst)
 
 
+def temporal_sample(dataset, n: int, seed: int) -> list[str]:
+    """The held-out videos given temporal curves: a seeded sample of ``n`` spread over
+    patients (:func:`~echoaudit.audit.temporal.sample_spread_over_patients`), so the real
+    curves are not the first rows of the FileList (a handful of patients). ``n`` = 0: none.
+
+    Raises:
+        ValueError: ``n`` not an integer >= 0 (or a bad seed).
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"temporal_heldout must be an integer >= 0 (held-out videos given curves), got {n!r}")
+    if n == 0 or len(dataset) == 0:
+        return []
+    return sample_spread_over_patients(dataset.names, [str(p) for p in dataset.patients], int(n), seed=seed)
+
+
 def _save_parquet(df: pd.DataFrame, path: Path) -> str:
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)
     return str(path)
 
 
-def audit_synthetic_set(engine: AuditEngine, dataset, set_name: str, *, top: int = 10,
-                        temporal_limit: int | None = None, progress: Progress | None = None,
-                        frame_embeddings: dict[str, np.ndarray] | None = None):
-    """Score every video of ``dataset`` against the training set.
+@dataclass
+class SetAudit:
+    """What :func:`audit_synthetic_set` computes for one set of V query videos.
 
-    Returns (scores: long table of each video's ``top`` best training videos,
-    temporal: long table set/video/frame/first/correlation,
-    embeddings: one row per video with its mean frame embedding).
+    Attributes:
+        scores: long table (SCORE_COLUMNS), each video's ``top`` best training videos.
+        temporal: long table set / video / frame / first / correlation, one row per
+            queried frame of each video given curves (empty when none is).
+        embeddings: V rows set / video / emb: the unit-normalised mean frame embedding.
+        first_frames: V rows set / video / emb: the (D,) float32 embedding of the video's
+            first frame (frame 0 as stored: every clip starts there).
+    """
+
+    scores: pd.DataFrame
+    temporal: pd.DataFrame
+    embeddings: pd.DataFrame
+    first_frames: pd.DataFrame
+
+
+def audit_synthetic_set(engine: AuditEngine, dataset, set_name: str, *, top: int = 10,
+                        temporal_videos: Collection[str] | None = None, progress: Progress | None = None,
+                        frame_embeddings: dict[str, np.ndarray] | None = None,
+                        clip: ClipSpec | None = None) -> SetAudit:
+    """Score every video of ``dataset`` against the training set (see :class:`SetAudit`).
+
+    ``temporal_videos``: the names of the videos given temporal curves (None: every video).
     ``frame_embeddings``: if given, filled with each video's (T', D) frame embeddings.
+    ``clip``: score each video conformed to this clip spec (:func:`clip_load_kwargs`);
+    None scores the videos as stored. Frame numbers in both tables (``best_query_frame``,
+    ``frame``) are frames of the stored video either way (:func:`clip_source_frames`, from
+    the FileList's FPS and NumberOfFrames), so frame / FPS is the time in the video.
     """
     from echoaudit.data.prefetch import VideoPrefetcher
 
-    scores, temporal, embs = [], [], []
+    scores, temporal, embs, firsts = [], [], [], []
+    wanted = None if temporal_videos is None else {str(v) for v in temporal_videos}
     n = len(dataset)
+    stride = engine.config.frame_stride
+    load_kwargs, keep = clip_load_kwargs(clip, stride)
     # Only every frame_stride-th frame is scored: only those are decoded.
-    with VideoPrefetcher(dataset, size=engine.config.size, frame_step=engine.config.frame_stride) as videos:
+    with VideoPrefetcher(dataset, size=engine.config.size, **load_kwargs) as videos:
         for i in tqdm(range(n), desc=f"auditing {set_name}", unit="video", leave=False):
             name = dataset.names[i]
-            emb = engine.embed_frames(videos.get(i).frames)
+            emb = engine.embed_frames(videos.get(i).frames[:keep])
             if frame_embeddings is not None:
                 frame_embeddings[name] = emb
-            scores.append(engine.score_embeddings(emb, name).per_train.head(top))
-            if temporal_limit is None or i < temporal_limit:
+            frames = _stored_frames(dataset.row(i), clip, stride, len(emb))
+            per_train = engine.score_embeddings(emb, name).per_train.head(top)
+            scores.append(per_train.assign(best_query_frame=frames[per_train["best_query_frame"].to_numpy() // stride]))
+            if wanted is None or name in wanted:
                 curves = engine.temporal_curves(emb)
                 temporal.append(pd.DataFrame({
-                    "set": set_name, "video": name, "frame": np.arange(len(emb)) * engine.config.frame_stride,
+                    "set": set_name, "video": name, "frame": frames,
                     "first": curves["first"], "correlation": curves["correlation"],
                 }))
             m = emb.mean(axis=0)
             embs.append({"set": set_name, "video": name, "emb": (m / (np.linalg.norm(m) + 1e-8)).tolist()})
+            firsts.append({"set": set_name, "video": name, "emb": emb[0].astype(np.float32).tolist()})
             if progress is not None:
                 progress((i + 1) / n, f"{set_name}: {i + 1}/{n} videos")
-    return (pd.concat(scores, ignore_index=True), pd.concat(temporal, ignore_index=True) if temporal else pd.DataFrame(),
-            pd.DataFrame(embs))
+    return SetAudit(scores=pd.concat(scores, ignore_index=True),
+                    temporal=pd.concat(temporal, ignore_index=True) if temporal else pd.DataFrame(),
+                    embeddings=pd.DataFrame(embs), first_frames=pd.DataFrame(firsts))
+
+
+def _stored_frames(row: pd.Series, clip: ClipSpec | None, stride: int, n: int) -> np.ndarray:
+    """(n,) frame numbers in the stored video of the n queried frames of its clip."""
+    fps = float(row.get("FPS", np.nan))
+    if clip is None or not np.isfinite(fps) or fps <= 0:  # as stored (or no rate to map from)
+        return np.arange(n) * stride
+    n_frames = int(row.get("NumberOfFrames", -1))
+    source = clip_source_frames(fps, clip, n_frames if n_frames > 0 else None)[::stride]
+    if len(source) < n:  # the FileList's NumberOfFrames was short of the file: extend at the clip's rate
+        source = clip_source_frames(fps, clip, None)[::stride]
+    return source[:n]
 
 
 def _reid_roc(engine: AuditEngine, dataset, emb_by_video: dict[str, np.ndarray], *, n_pairs: int, seed: int) -> pd.DataFrame:
@@ -201,15 +327,21 @@ def create_workspace(
     engine = AuditEngine(vae_m, reid_m, index, emb, ecfg)
     stage("index", t0)
 
-    # 3. Real held-out videos: calibration scores, temporal curves, ROC.
+    # 3. Real held-out videos, on clips like the synthetic ones: calibration and check
+    # scores, temporal curves, ROC. The split by patient is fixed here (seed cfg.seed).
     t0 = time.time()
     scores_dir = root / "scores"
+    clip = build_clip_spec(cfg, generators)
+    held_patients = [str(p) for p in heldout.patients]
+    split = (calibration_split(heldout.names, held_patients, seed=cfg.seed, fraction=cfg.calibration_fraction)
+             if len(set(held_patients)) >= 2 else None)
     emb_by_video: dict[str, np.ndarray] = {}  # reused for the ROC: no second encoding
-    held_scores, held_temporal, held_emb = audit_synthetic_set(
-        engine, heldout, "real held-out", top=cfg.top, temporal_limit=cfg.temporal_heldout,
-        progress=lambda f, m: report(0.3 + 0.2 * f, f"scoring real held-out videos: {m}"), frame_embeddings=emb_by_video)
-    tables = {"heldout": _save_parquet(held_scores, scores_dir / "heldout.parquet")}
-    temporal_parts, emb_parts = [held_temporal], [held_emb]
+    held = audit_synthetic_set(
+        engine, heldout, "real held-out", top=cfg.top, clip=clip, frame_embeddings=emb_by_video,
+        temporal_videos=temporal_sample(heldout, cfg.temporal_heldout, cfg.seed),
+        progress=lambda f, m: report(0.3 + 0.2 * f, f"scoring real held-out videos: {m}"))
+    tables = {"heldout": _save_parquet(held.scores, scores_dir / "heldout.parquet"),
+              FIRST_FRAMES: {"heldout": _save_parquet(held.first_frames, scores_dir / "first_frames_heldout.parquet")}}
     roc = _reid_roc(engine, heldout.split("TEST") if "TEST" in set(heldout.table["Split"]) else heldout,
                     emb_by_video, n_pairs=2000, seed=cfg.seed)
     tables["reid_roc"] = _save_parquet(roc, scores_dir / "reid_roc.parquet")
@@ -223,15 +355,17 @@ def create_workspace(
         train_emb.append({"set": "train", "video": video, "emb": (m / (np.linalg.norm(m) + 1e-8)).tolist()})
     # Per-set tables are separate files listed in the manifest: adding a set later writes its
     # own files, then the manifest, so a reader never sees a set the manifest does not list.
-    tables["temporal"] = [_save_parquet(held_temporal, scores_dir / "temporal_heldout.parquet")]
-    tables["video_embeddings"] = [_save_parquet(pd.concat([pd.DataFrame(train_emb), held_emb], ignore_index=True),
+    tables["temporal"] = [_save_parquet(held.temporal, scores_dir / "temporal_heldout.parquet")]
+    tables["video_embeddings"] = [_save_parquet(pd.concat([pd.DataFrame(train_emb), held.embeddings], ignore_index=True),
                                                 scores_dir / "embeddings_real.parquet")]
-    tables = {k: [_rel(Path(x), root) for x in v] if isinstance(v, list) else _rel(Path(v), root) for k, v in tables.items()}
+    tables = {k: [_rel(Path(x), root) for x in v] if isinstance(v, list)
+              else {s: _rel(Path(x), root) for s, x in v.items()} if isinstance(v, dict) else _rel(Path(v), root)
+              for k, v in tables.items()}
 
     # 5. The manifest: from here the workspace is usable. The synthetic sets follow, one at a
     # time (each adds itself to the manifest); ``pending`` lists those still to be made.
     manifest = {
-        "version": 2,
+        "version": MANIFEST_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "data": {"path": _rel(data, root), "n_videos": len(ds), "n_train": len(train), "n_heldout": len(heldout)},
         "models": models,
@@ -240,6 +374,9 @@ def create_workspace(
         "synthetic": {},
         "pending": list(generators),
         "scores": tables,
+        "clip": clip.to_dict(),
+        # None when the held-out set has a single patient: nothing to check the threshold on.
+        "calibration": None if split is None else split.to_dict(),
         "build": {**asdict(cfg), "engine": asdict(ecfg), "seconds": round(time.time() - t_start, 1), "timings": timings},
         "note": note or {},
     }
@@ -313,7 +450,9 @@ def add_synthetic_set(ws: Workspace, name: str, folder: str | Path, *, info: dic
     """Score an EchoNet-format synthetic folder against the workspace and record it in the
     manifest as set ``name`` (its scores, temporal curves and embeddings are files of its
     own; the manifest is written last). ``info`` describes where the set came from
-    (default: an external folder). Replaces an earlier set of the same name."""
+    (default: an external folder). Replaces an earlier set of the same name. Its videos
+    are scored on the workspace's clip spec (``manifest["clip"]``), as the held-out
+    videos the threshold came from were; a version-2 workspace (none) scores them as stored."""
     from echoaudit.data.echonet import EchoNetDataset
 
     if not name or not name.replace("_", "").replace("-", "").isalnum():
@@ -324,13 +463,15 @@ def add_synthetic_set(ws: Workspace, name: str, folder: str | Path, *, info: dic
     if len(syn) == 0:
         raise EchoAuditError(f"{folder} lists no videos")
     cfg = ws.manifest.get("build", {})
-    scores, temporal, emb = audit_synthetic_set(ws.engine, syn, name, top=int(cfg.get("top", 10)), progress=progress)
+    audit = audit_synthetic_set(ws.engine, syn, name, top=int(cfg.get("top", 10)), progress=progress,
+                                clip=ws.clip_spec)
     root = ws.root
     files = {"scores": f"scores/synthetic_{name}.parquet", "temporal": f"scores/temporal_{name}.parquet",
-             "embeddings": f"scores/embeddings_{name}.parquet"}
-    _save_parquet(scores, root / files["scores"])
-    _save_parquet(temporal, root / files["temporal"])
-    _save_parquet(emb, root / files["embeddings"])
+             "embeddings": f"scores/embeddings_{name}.parquet", "first_frames": f"scores/first_frames_{name}.parquet"}
+    _save_parquet(audit.scores, root / files["scores"])
+    _save_parquet(audit.temporal, root / files["temporal"])
+    _save_parquet(audit.embeddings, root / files["embeddings"])
+    _save_parquet(audit.first_frames, root / files["first_frames"])
 
     manifest = load_manifest(root)  # the file as it is now, not as ws was opened
     tables = manifest["scores"]
@@ -338,6 +479,7 @@ def add_synthetic_set(ws: Workspace, name: str, folder: str | Path, *, info: dic
     for key, rel in (("temporal", files["temporal"]), ("video_embeddings", files["embeddings"])):
         parts = tables[key] if isinstance(tables[key], list) else [tables[key]]
         tables[key] = [p for p in parts if p != rel] + [rel]
+    tables.setdefault(FIRST_FRAMES, {})[name] = files["first_frames"]
     folder = Path(folder).resolve()
     manifest.setdefault("synthetic", {})[name] = {"path": _rel(folder, root), **(info or {"generator": "external"}),
                                                   "n": len(syn)}
@@ -345,4 +487,4 @@ def add_synthetic_set(ws: Workspace, name: str, folder: str | Path, *, info: dic
     if seconds is not None:
         manifest.setdefault("build", {}).setdefault("timings", {})[f"synthetic_{name}"] = round(seconds, 2)
     write_json(root / MANIFEST, manifest)
-    return scores
+    return audit.scores

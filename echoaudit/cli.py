@@ -91,7 +91,8 @@ def cmd_train_reid(args) -> None:
     _threads(args)
     cfg = ReIDTrainConfig(epochs=args.epochs, pairs_per_epoch=args.pairs, batch_size=args.batch_size, lr=args.lr,
                           width=args.width, embed_dim=args.embed_dim, patience=args.patience, seed=args.seed,
-                          augmented_fraction=args.augmented_fraction)
+                          augmented_fraction=args.augmented_fraction, copy_fraction=args.copy_fraction,
+                          hard_fraction=args.hard_fraction)
     if args.space == "latent":
         if args.latents is None:
             raise ValueError("--space latent reads a latent cache: give --latents DIR (make one with `echoaudit encode`)")
@@ -170,8 +171,11 @@ def cmd_eval_generator(args) -> None:
 
 
 def cmd_assets(args) -> None:
-    from echoaudit.assets import export_demo_assets
+    from echoaudit.assets import export_demo_assets, export_reid
 
+    if args.only == "reid":
+        print(f"wrote {args.out}/reid: {export_reid(args.runs, args.out)['summary']}")
+        return
     spec = export_demo_assets(args.runs, args.out)
     print(f"wrote {args.out}/demo.json: " + ", ".join(f"{k}={v}" for k, v in spec.items() if isinstance(v, str)))
 
@@ -201,15 +205,22 @@ def cmd_query(args) -> None:
     from echoaudit.workspace import Workspace
 
     _threads(args)
+    from echoaudit.audit.scale import to_logit
+
     ws = Workspace(args.workspace)
-    thr = ws.threshold(args.percentile)
-    print(f"threshold {thr.value:.4f}: {thr.describe()}")
+    cal = ws.calibration(args.percentile)
+    thr = cal.threshold
+    print(f"threshold {to_logit(thr.value):.2f} re-ID logit (probability {thr.value:.6f}): {cal.sentence()}")
     for path in args.videos:
-        res = ws.query(load_video(path, size=ws.size).frames, name=str(path))
+        video = load_video(path, size=ws.size)
+        res = ws.query(video.frames, name=str(path), fps=video.fps)  # on the clips the threshold was set on
         best = res.best
         verdict = "MEMORIZED" if best["score"] >= thr.value else "not memorized"
-        print(f"== {path}: {verdict} (best {best['score']:.4f}: {best['train_video']}, patient {best['train_patient']})")
-        print(res.per_train.head(args.top)[["train_video", "train_patient", "score", "score_robust"]].to_string(index=False))
+        print(f"== {path}: {verdict} (best re-ID logit {to_logit(best['score']):.2f}, probability {best['score']:.6f}: "
+              f"{best['train_video']}, patient {best['train_patient']})")
+        top = res.per_train.head(args.top)
+        print(top.assign(logit=to_logit(top["score"].to_numpy()), logit_robust=to_logit(top["score_robust"].to_numpy()))[
+            ["train_video", "train_patient", "logit", "score", "logit_robust"]].to_string(index=False))
 
 
 # --- workspace, audit -------------------------------------------------------------------
@@ -221,7 +232,8 @@ def cmd_encode(args) -> None:
 
     _threads(args)
     cache = encode_dataset(EchoNetDataset.open(args.data), FrameVAE.from_pretrained(args.vae), args.out,
-                           frames=args.frames, seed=args.seed)
+                           frames=args.frames, seed=args.seed, augment=args.copies > 0,
+                           augment_copies=max(1, args.copies), augment_stride=args.copy_stride)
     print(f"wrote latents {tuple(cache.latents.shape)} to {args.out}")
 
 
@@ -264,7 +276,10 @@ def cmd_audit(args) -> None:
     for name in names:
         syn = ws.synthetic(name)
         summary = audit_summary(ws.heldout_scores, ws.synthetic_scores(name), train_videos=ws.train.names,
-                                heldout_videos=ws.heldout.names, synthetic_videos=syn.names,
+                                train_patients=list(ws.train.patients), heldout_videos=ws.heldout.names,
+                                heldout_patients=list(ws.heldout.patients), synthetic_videos=syn.names,
+                                split=ws.calibration_split, clip=ws.clip_spec,
+                                split_seed=int(ws.manifest.get("build", {}).get("seed", 0)),
                                 percentile=args.percentile, rule=args.rule, score_column=args.score,
                                 roc=ws.reid_roc, n_boot=args.n_boot, embeddings=_video_embeddings(ws, name))
         write_json(out_dir / f"{name}_summary.json", summary)
@@ -290,33 +305,55 @@ def _video_embeddings(ws, name: str):
     return np.stack(train["emb"].to_numpy()).astype(np.float32), np.stack(syn["emb"].to_numpy()).astype(np.float32)
 
 
+def _print_coverage(s: dict) -> None:
+    """Reproduction (privacy) and coverage lines, patient level beside video level."""
+    rep = s["reproduction"]
+    for level, unit in (("patient", "patients"), ("video", "videos")):
+        r = rep[level]
+        print(f"reproduced {unit} (privacy, score >= threshold): {r['matched']}/{r['n_train']} = "
+              f"{100 * r['share']:.1f} % [{100 * r['low']:.1f}, {100 * r['high']:.1f}] (Wilson)")
+    c = s["coverage"]
+    for level, unit in (("patient", "patients"), ("video", "videos")):
+        cs, cr, a = c["synthetic"][level], c["real"][level], c["adjusted"][level]
+        limit = ("no estimate" if cs["limit"] is None else
+                 f"limit {100 * cs['limit']:.1f} % [{100 * cs['limit_low']:.1f}, {100 * cs['limit_high']:.1f}] "
+                 f"(s = {cs['s_hat']} [{cs['s_low']}, {cs['s_high']}])")
+        print(f"coverage ({unit}, best match, no threshold): synthetic {cs['matched']}/{cs['n_train']} = "
+              f"{100 * cs['share']:.1f} % [{100 * cs['low']:.1f}, {100 * cs['high']:.1f}] from {cs['n_queries']} "
+              f"videos, {limit}; real check {100 * cr['share']:.1f} % from {cr['n_queries']} videos; "
+              f"adjusted {a['value']:.2f} [{a['low']:.2f}, {a['high']:.2f}] at n = {a['n_star']}")
+
+
 def _print_summary(name: str, s: dict) -> None:
     t, f = s["threshold"], s["flags"]
-    rt, rb = s["recall"]["thresholded"], s["recall"]["best_match"]
     print(f"== {name}: {s['n_synthetic']} synthetic videos vs {s['n_train']} training videos")
-    print(f"threshold: {t['value']:.4f} [{t['low']:.4f}, {t['high']:.4f}] ({t['describe']})")
+    print(f"threshold: {t['logit']:.2f} re-ID logit [{t['logit_low']:.2f}, {t['logit_high']:.2f}], "
+          f"probability {t['value']:.6f}. {t['sentence']}")
+    for rule, other in s.get("rules", {}).items():
+        if rule != t["rule"]:
+            print(f"{other['rule_name']} (for comparison): {other['sentence']}")
     print(f"flagged: {f['n_flagged']}/{f['n_videos']} = {100 * f['share']:.1f} % [{100 * f['low']:.1f}, {100 * f['high']:.1f}] (Wilson)")
-    for label, r in (("recall (thresholded)", rt), ("recall (best match)", rb)):
-        print(f"{label}: synthetic {100 * r['synthetic']['recall']:.1f} %, real held-out {100 * r['heldout']['recall']:.1f} % "
-              f"on {r['n_queries']} queries each; adjusted {r['adjusted_recall']:.2f}" if r['adjusted_recall'] is not None else
-              f"{label}: synthetic {100 * r['synthetic']['recall']:.1f} %, real held-out {100 * r['heldout']['recall']:.1f} %")
-    for key, label in (("synthetic", "learned videos (synthetic, thresholded)"),
-                       ("heldout", "learned videos (real held-out, thresholded)"),
-                       ("synthetic_best_match", "learned videos (synthetic, best match)"),
-                       ("heldout_best_match", "learned videos (real held-out, best match)")):
-        e = s["learned"][key]
-        if e:
-            print(f"{label}: s = {e['s_hat']} [{e['s_low']}, {e['s_high']}] of {e['N']} training videos "
-                  f"(k = {e['k']} distinct hit by n = {e['n']} videos; {e['rule']})")
-        else:
-            print(f"{label}: no video reaches the threshold, so nothing to estimate")
+    print(f"excess over chance: {s['excess']['sentence']}")
+    _print_coverage(s)
     if "prdc" in s:
         p = s["prdc"]
-        print(f"precision {p['precision']:.3f}, recall {p['recall']:.3f}, density {p['density']:.3f}, "
+        print(f"PRDC on embeddings: precision {p['precision']:.3f}, recall {p['recall']:.3f}, density {p['density']:.3f}, "
               f"coverage {p['coverage']:.3f} ({p['rule']})")
     if "reid_auc" in s:
         a = s["reid_auc"]
         print(f"re-ID AUC: {a['value']:.3f} [{a['low']:.3f}, {a['high']:.3f}]")
+
+
+def cmd_report(args) -> None:
+    from echoaudit.report import write_report
+    from echoaudit.workspace import Workspace
+
+    ws = Workspace(args.workspace)
+    paths = write_report(ws, args.out, percentile=args.percentile, synthetic=args.set, threshold=args.threshold,
+                         png=not args.no_png)
+    if paths.get("png_error"):
+        print(paths["png_error"], file=sys.stderr)
+    print(f"report written to {paths['folder']} ({paths['html']})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -361,15 +398,19 @@ def build_parser() -> argparse.ArgumentParser:
     trr.add_argument("--latents", type=Path, help="latent cache folder (space latent)")
     trr.add_argument("--data", type=Path, help="EchoNet-format folder (space image)")
     trr.add_argument("--out", required=True, type=Path)
-    trr.add_argument("--epochs", type=int, default=30)
-    trr.add_argument("--pairs", type=int, default=4096, help="pairs per epoch")
+    trr.add_argument("--epochs", type=int, default=60)
+    trr.add_argument("--pairs", type=int, default=8192, help="pairs per epoch")
     trr.add_argument("--batch-size", type=int, default=128)
     trr.add_argument("--lr", type=float, default=1e-3)
     trr.add_argument("--width", type=int, default=64)
     trr.add_argument("--embed-dim", type=int, default=128)
-    trr.add_argument("--patience", type=int, default=5)
+    trr.add_argument("--patience", type=int, default=10)
     trr.add_argument("--augmented-fraction", type=float, default=0.5,
-                     help="share of pairs whose second frame is the augmented copy (shift, brightness, noise)")
+                     help="share of non-copy pairs whose second frame is a disguised copy")
+    trr.add_argument("--hard-fraction", type=float, default=0.3,
+                     help="share of negative pairs drawn from the anchor's nearest other-patient videos")
+    trr.add_argument("--copy-fraction", type=float, default=0.4,
+                     help="share of positive pairs that are disguised copies (same video, within a few frames)")
     trr.add_argument("--size", type=int, default=112)
     trr.add_argument("--seed", type=int, default=0)
     trr.add_argument("--threads", type=int, default=0)
@@ -406,6 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     ase = sub.add_parser("assets", help="export trained demo checkpoints into assets/ with demo.json")
     ase.add_argument("--runs", required=True, type=Path)
     ase.add_argument("--out", type=Path, default=Path("assets"))
+    ase.add_argument("--only", choices=("reid",), help="export only this model (the rest of assets/ stays)")
     ase.set_defaults(func=cmd_assets)
 
     ev = sub.add_parser("eval", help="measure a model").add_subparsers(dest="model", required=True)
@@ -440,6 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--vae", required=True, type=Path)
     en.add_argument("--out", required=True, type=Path)
     en.add_argument("--frames", type=int, default=None)
+    en.add_argument("--copies", type=int, default=8, help="disguised copies per video for re-ID training (0: none)")
+    en.add_argument("--copy-stride", type=int, default=8, help="copies hold every k-th frame")
     en.add_argument("--seed", type=int, default=0)
     en.add_argument("--threads", type=int, default=0)
     en.set_defaults(func=cmd_encode)
@@ -492,11 +536,24 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--synthetic", type=Path, help="an EchoNet-format synthetic folder to add (with --name)")
     au.add_argument("--name", help="the set to audit (default: every set in the workspace)")
     au.add_argument("--percentile", type=float, default=95.0)
-    au.add_argument("--rule", default="train_to_heldout", help="train_to_heldout (published) or heldout_to_train")
-    au.add_argument("--score", default="score", help="score (max over frames) or score_robust (top 10 %% mean)")
+    au.add_argument("--rule", default="heldout_to_train", choices=("heldout_to_train", "train_to_heldout"),
+                    help="heldout_to_train (default: held-out videos' best scores against the training set) or "
+                         "train_to_heldout (the published EchoNet-Synthetic rule)")
+    au.add_argument("--score", default="score", help="score (clip score: mean over query frames of each frame's best logit), "
+                    "score_peak (best single frame pair) or score_robust (top 10 %% of frames)")
     au.add_argument("--n-boot", type=int, default=1000)
     au.add_argument("--threads", type=int, default=0)
     au.set_defaults(func=cmd_audit)
+
+    rp = sub.add_parser("report", help="write the meeting report of one synthetic set (as the Report page)")
+    rp.add_argument("--workspace", required=True, type=Path)
+    rp.add_argument("--set", help="the synthetic set (default: the first)")
+    rp.add_argument("--out", required=True, type=Path, help="folder to write (replaced if it exists)")
+    rp.add_argument("--threshold", type=float, default=None,
+                    help="threshold probability to use instead of the calibrated one")
+    rp.add_argument("--percentile", type=float, default=95.0)
+    rp.add_argument("--no-png", action="store_true", help="skip the PNG figures (kaleido + Chromium)")
+    rp.set_defaults(func=cmd_report)
     return p
 
 

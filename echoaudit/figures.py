@@ -3,7 +3,9 @@ workspace. Each builder takes plain arrays / DataFrames and returns a ``go.Figur
 labelled axes (units in brackets); the dashboard and the HTML report draw the same ones.
 
 No Streamlit here. Colours: real data blue, synthetic orange, threshold red, the ideal
-(uniform-draw) curve gray.
+(uniform-draw) curve gray. Re-ID scores are drawn on the head's logit scale
+(``echoaudit.audit.scale``: probabilities near 1 spread out), with the probability in
+the hover text; builders take probabilities and convert.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+
+from echoaudit.audit.scale import from_logit, logit_range, to_logit
 
 __all__ = [
     "COLORS",
@@ -49,30 +53,64 @@ def _threshold_line(fig: go.Figure, t: float, *, vertical: bool, label: str | No
                       annotation_position="top left")
 
 
+def _logit_threshold_line(fig: go.Figure, t: float, *, vertical: bool) -> None:
+    """The threshold ``t`` (a probability) as a line on a logit axis."""
+    _threshold_line(fig, to_logit(float(t)), vertical=vertical,
+                    label=f"threshold {to_logit(float(t)):.2f} (p = {float(t):.6f})")
+
+
 def frame_similarity_strip(frames: Sequence[int], curve: Sequence[float], threshold: float,
-                           *, title: str = "Per-frame re-identification") -> go.Figure:
-    """Frame number vs the best same-patient probability of that frame against any
-    training frame (``VideoScores.frames`` / ``.frame_curve``), with the threshold."""
-    fig = _fig(title, "frame of the query video (number)", "same-patient probability (0-1)",
-               height=280, yaxis_range=[0, 1.02])
-    fig.add_scatter(x=np.asarray(frames), y=np.asarray(curve, dtype=float), mode="lines+markers",
-                    name="best match per frame", line=dict(color=COLORS["synthetic"]))
-    _threshold_line(fig, threshold, vertical=False)
+                           *, title: str = "Per-frame re-identification", match: Sequence[float] | None = None,
+                           match_label: str = "best training video") -> go.Figure:
+    """Frame number vs the best same-patient score of that frame against any training
+    frame (``VideoScores.frames`` / ``.frame_curve``, probabilities), drawn as re-ID
+    logits with the probability on hover, and the threshold (a probability).
+
+    ``match``: optionally the per-frame curve against one training video (``VideoScores.
+    curves[v]``): its mean in logits is that video's clip score, what the threshold is
+    compared with, drawn as a dashed line."""
+    p = np.asarray(curve, dtype=np.float64)
+    fig = _fig(title, "frame of the query video (number)", "same-patient score (re-ID logit)", height=280)
+    fig.add_scatter(x=np.asarray(frames), y=to_logit(p), customdata=p, mode="lines+markers",
+                    name="best match per frame (any training video)", line=dict(color=COLORS["synthetic"]),
+                    hovertemplate="frame %{x}<br>re-ID logit %{y:.2f}<br>probability %{customdata:.6f}<extra></extra>")
+    if match is not None:
+        m = np.asarray(match, dtype=np.float64)
+        fig.add_scatter(x=np.asarray(frames), y=to_logit(m), customdata=m, mode="lines+markers",
+                        name=match_label, line=dict(color=COLORS["real"]),
+                        hovertemplate="frame %{x}<br>re-ID logit %{y:.2f}<br>probability %{customdata:.6f}<extra></extra>")
+        fig.add_hline(y=float(np.mean(to_logit(m))), line_dash="dash", line_color=COLORS["real"],
+                      annotation_text="clip score (mean)", annotation_position="bottom left")
+    _logit_threshold_line(fig, threshold, vertical=False)
     return fig
 
 
 def score_histograms(heldout_best: Sequence[float], synthetic_best: Sequence[float], threshold: float,
                      *, synthetic_label: str = "synthetic", nbins: int = 40) -> go.Figure:
     """Histograms of each query's best re-ID score against the training set: real
-    held-out videos (what unseen patients score) and synthetic videos, with the threshold."""
-    fig = _fig("Best re-identification score per video", "best same-patient probability (0-1)",
-               "share of videos (%)", barmode="overlay", xaxis_range=[0, 1])
-    bins = dict(start=0.0, end=1.0, size=1.0 / nbins)
-    fig.add_histogram(x=np.asarray(heldout_best, float), name="real held-out", histnorm="percent", xbins=bins,
-                      marker_color=COLORS["real"], opacity=0.6)
-    fig.add_histogram(x=np.asarray(synthetic_best, float), name=synthetic_label, histnorm="percent", xbins=bins,
-                      marker_color=COLORS["synthetic"], opacity=0.6)
-    _threshold_line(fig, threshold, vertical=True)
+    held-out videos (what unseen patients score) and synthetic videos, with the threshold.
+
+    Inputs are probabilities; the x axis is the re-ID logit. Both sets share ``nbins``
+    bins over :func:`scale.logit_range` of all values and the threshold; each bar is the
+    share (%) of its set in that bin, its hover gives the bin's probability range.
+    """
+    held = to_logit(np.asarray(heldout_best, np.float64))
+    syn = to_logit(np.asarray(synthetic_best, np.float64))
+    lo, hi = logit_range(np.asarray(heldout_best, np.float64), np.asarray(synthetic_best, np.float64),
+                         [float(threshold)], pad=0.5, step=0.5)
+    edges = np.linspace(lo, hi, int(nbins) + 1)
+    fig = _fig("Best re-identification score per video", "best same-patient score (re-ID logit)",
+               "share of videos (%)", barmode="overlay", xaxis_range=[lo, hi], bargap=0)
+    centers, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
+    prob = np.stack([from_logit(edges[:-1]), from_logit(edges[1:])], axis=1)
+    for values, name, color in ((held, "real held-out", COLORS["real"]), (syn, synthetic_label, COLORS["synthetic"])):
+        counts, _ = np.histogram(np.clip(values, lo, hi), bins=edges)
+        share = 100.0 * counts / max(1, len(values))
+        fig.add_bar(x=centers, y=share, width=width, name=name, marker_color=color, opacity=0.6,
+                    customdata=np.column_stack([prob, counts]),
+                    hovertemplate=("re-ID logit %{x:.2f}<br>probability %{customdata[0]:.6f} to %{customdata[1]:.6f}"
+                                   "<br>%{y:.1f} % of videos (%{customdata[2]})<extra>" + name + "</extra>"))
+    _logit_threshold_line(fig, threshold, vertical=True)
     return fig
 
 
@@ -98,19 +136,26 @@ def _band(fig: go.Figure, x, low, high, color: str, name: str) -> None:
 
 
 def recall_threshold_figure(curves: Mapping[str, pd.DataFrame], threshold: float | None = None) -> go.Figure:
-    """Generative recall vs threshold, one line (+ Wilson band) per query set.
+    """Reproduction vs threshold (training videos some query's best match reaches at or
+    above t: a privacy number), one line (+ Wilson band) per query set.
 
-    ``curves``: label -> :func:`recall.recall_vs_threshold` table (threshold, recall, low, high).
+    ``curves``: label -> :func:`recall.recall_vs_threshold` table (threshold, recall, low,
+    high), thresholds as probabilities; the x axis is their re-ID logit, the probability
+    in the hover text. ``threshold``: the threshold in use (a probability), drawn as a line.
     """
-    fig = _fig("Generative recall vs threshold", "threshold on the best-match score (0-1)",
-               "recall (% of training videos)")
+    fig = _fig("Training videos reproduced vs threshold", "threshold on the best-match score (re-ID logit)",
+               "reproduced (% of training videos)")
     for label, df in curves.items():
         color = COLORS["real"] if "real" in label or "held" in label else COLORS["synthetic"]
-        x = df["threshold"].to_numpy()
+        p = df["threshold"].to_numpy(np.float64)
+        x = to_logit(p)
         _band(fig, x, 100 * df["low"].to_numpy(), 100 * df["high"].to_numpy(), color, label)
-        fig.add_scatter(x=x, y=100 * df["recall"].to_numpy(), mode="lines", name=label, line=dict(color=color))
+        fig.add_scatter(x=x, y=100 * df["recall"].to_numpy(), customdata=p, mode="lines", name=label,
+                        line=dict(color=color),
+                        hovertemplate=("re-ID logit %{x:.2f}<br>probability %{customdata:.6f}<br>"
+                                       "%{y:.1f} % of training videos<extra>" + label + "</extra>"))
     if threshold is not None:
-        _threshold_line(fig, threshold, vertical=True)
+        _logit_threshold_line(fig, threshold, vertical=True)
     return fig
 
 
@@ -210,13 +255,15 @@ def temporal_curves_figure(temporal: pd.DataFrame, videos: Sequence[str], measur
     """Per-frame consistency curves of the chosen videos.
 
     ``temporal``: long table (set, video, frame, first, correlation; optional ``id``,
-    then ``videos`` name ids rather than videos); ``measure``:
+    then ``videos`` name ids rather than videos; optional ``time_s``, then the x axis is
+    seconds, so sets of different frame rates share it); ``measure``:
     ``"first"`` (same-patient probability of frame t vs frame 0) or ``"correlation"``
     (Pearson correlation of embeddings, the paper's measure).
     """
     ylab = {"first": "same-patient probability vs first frame (0-1)",
             "correlation": "embedding correlation with first frame (-1 to 1)"}[measure]
-    fig = _fig("Consistency over time", "frame (number)", ylab)
+    xcol = "time_s" if "time_s" in temporal else "frame"
+    fig = _fig("Consistency over time", "time from the first frame (s)" if xcol == "time_s" else "frame (number)", ylab)
     col = "id" if "id" in temporal else "video"
     for name in videos:
         part = temporal[temporal[col] == name].sort_values("frame")
@@ -224,7 +271,7 @@ def temporal_curves_figure(temporal: pd.DataFrame, videos: Sequence[str], measur
             continue
         kind = "real" if str(part["set"].iloc[0]).startswith("real") else "synthetic"
         label = name if col == "id" else f"{name} ({part['set'].iloc[0]})"
-        fig.add_scatter(x=part["frame"], y=part[measure], mode="lines", name=label,
+        fig.add_scatter(x=part[xcol], y=part[measure], mode="lines", name=label,
                         line=dict(color=COLORS[kind], dash="solid" if kind == "synthetic" else "dot"))
     if drop_at is not None and measure == "first":
         _threshold_line(fig, drop_at, vertical=False, label=f"decision level {drop_at:g}")

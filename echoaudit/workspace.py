@@ -11,8 +11,18 @@ Layout (paths in the manifest are relative to the workspace root)::
     index/                  FAISS index + metadata of TRAIN frame embeddings
     synthetic/<g>/          EchoNet-format synthetic sets, one per generator
     scores/                 heldout.parquet, synthetic_<g>.parquet, temporal.parquet,
-                            video_embeddings.parquet, reid_roc.parquet
+                            video_embeddings.parquet, reid_roc.parquet,
+                            first_frames_<set>.parquet (set = heldout or <g>)
     reports/                HTML / PNG / CSV exports
+
+Manifest version 3 adds ``clip`` (``{"fps", "frames"}``: the clips held-out and synthetic
+videos were scored on) and ``calibration`` (the by-patient split of the held-out videos:
+``calibration`` / ``check`` video lists, ``calibration_patients`` / ``check_patients``,
+``seed``, ``fraction``; None with a single held-out patient). A version-2 workspace lacks
+both: its threshold is calibrated on every held-out video and its false-flag rate is
+"not measured". ``scores["first_frames"]`` (set -> file of each query video's first-frame
+embedding, for the published conventions) is optional: workspaces built before it lack
+it, and the report leaves that section out.
 
 ``Workspace`` opens one lazily (models and the index load on first use) and is safe to
 share between threads for reading: the app caches one per folder with st.cache_resource.
@@ -30,7 +40,7 @@ import pandas as pd
 
 from echoaudit.errors import EchoAuditError
 
-__all__ = ["Workspace", "MANIFEST", "load_manifest"]
+__all__ = ["Workspace", "MANIFEST", "load_manifest", "clip_source_frames"]
 
 MANIFEST = "manifest.json"
 
@@ -46,6 +56,29 @@ def load_manifest(root: str | Path) -> dict:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise EchoAuditError(f"{path} is not valid JSON ({exc}); rebuild the workspace") from exc
+
+
+def clip_source_frames(fps: float, clip, n_frames: int | None = None) -> np.ndarray:
+    """Frame numbers, in the video as stored, of the frames of its clip.
+
+    ``conform_clip(frames, fps, clip)[j] == frames[clip_source_frames(fps, clip, T)[j]]``:
+    the clip resamples to ``clip.fps`` by picking frames (``resample_indices``), then keeps
+    the first ``clip.frames``. Scores and curves report these numbers, so a frame number
+    always means a frame of the stored video (its time is frame / the video's FPS).
+
+    Args:
+        fps: the stored video's frame rate (> 0).
+        clip: the :class:`~echoaudit.data.clips.ClipSpec`.
+        n_frames: the stored video's length, if known (shorter videos give fewer frames).
+
+    Returns:
+        (min(clip.frames, resampled length),) int64.
+    """
+    from echoaudit.data.video import resample_indices
+
+    if n_frames is None or n_frames < 1:  # unknown: long enough for the whole clip
+        n_frames = int(np.ceil((clip.frames + 1) * float(fps) / float(clip.fps))) + 1
+    return resample_indices(int(n_frames), float(fps), float(clip.fps))[: clip.frames].astype(np.int64)
 
 
 class Workspace:
@@ -184,18 +217,82 @@ class Workspace:
     def reid_roc(self) -> pd.DataFrame:
         return self._table("reid_roc")
 
-    def threshold(self, percentile: float = 95.0, rule: str = "train_to_heldout", *, n_boot: int = 500, seed: int = 0):
-        from echoaudit.audit.privacy import calibrate_threshold
+    def first_frames(self, set_name: str) -> tuple[list[str], np.ndarray] | None:
+        """First-frame re-ID embeddings of the query videos of ``set_name`` (``"heldout"``
+        or a synthetic set's name): (names (V,), (V, D) float32), or None when the build
+        stored none for it (workspaces built before they were stored)."""
+        rel = (self.manifest.get("scores", {}).get("first_frames") or {}).get(set_name)
+        if rel is None or not self.path(rel).is_file():
+            return None
+        df = pd.read_parquet(self.path(rel))
+        if df.empty:
+            return None
+        return df["video"].astype(str).tolist(), np.stack([np.asarray(e, np.float32) for e in df["emb"]])
 
-        return calibrate_threshold(self.heldout_scores, rule=rule, percentile=percentile,
-                                   train_videos=self.train.names, heldout_videos=self.heldout.names,
-                                   n_boot=n_boot, seed=seed)
+    def head_logits(self, e1: np.ndarray, e2: np.ndarray) -> np.ndarray:
+        """(B,) float64 logits of the re-ID head on (B, D), (B, D) embedding pairs."""
+        import torch
+
+        with self._lock, torch.no_grad():  # torch modules are shared between app sessions
+            z = self.reid.head_logits(torch.from_numpy(np.ascontiguousarray(e1, np.float32)),
+                                      torch.from_numpy(np.ascontiguousarray(e2, np.float32)))
+        return z.numpy().astype(np.float64)
+
+    # --- calibration --------------------------------------------------------------------
+    @property
+    def clip_spec(self):
+        """The :class:`~echoaudit.data.clips.ClipSpec` held-out (and synthetic) videos were
+        scored on, or None (a version-2 workspace: clips as stored)."""
+        from echoaudit.data.clips import ClipSpec
+
+        clip = self.manifest.get("clip")
+        return None if not clip else ClipSpec(fps=float(clip["fps"]), frames=int(clip["frames"]))
+
+    @property
+    def calibration_split(self):
+        """The :class:`~echoaudit.audit.privacy.CalibrationSplit` of the held-out patients,
+        or None (a version-2 workspace, or a single held-out patient: no check part)."""
+        from echoaudit.audit.privacy import CalibrationSplit
+
+        split = self.manifest.get("calibration")
+        return None if not split else CalibrationSplit.from_dict(split)
+
+    def calibration(self, percentile: float = 95.0, rule: str | None = None, *, n_boot: int = 500, seed: int = 0):
+        """The threshold set on the calibration patients and its false-flag rate measured on
+        the check patients (:func:`~echoaudit.audit.privacy.calibrate`); ``rule`` None =
+        the default (held-out-to-train)."""
+        from echoaudit.audit.privacy import DEFAULT_RULE, calibrate
+
+        return calibrate(self.heldout_scores, train_videos=self.train.names, heldout_videos=self.heldout.names,
+                         split=self.calibration_split, rule=rule or DEFAULT_RULE, percentile=percentile,
+                         clip=self.clip_spec, n_boot=n_boot, seed=seed)
+
+    def threshold(self, percentile: float = 95.0, rule: str | None = None, *, n_boot: int = 500, seed: int = 0):
+        """The :class:`~echoaudit.audit.privacy.Threshold` of :meth:`calibration`."""
+        return self.calibration(percentile, rule, n_boot=n_boot, seed=seed).threshold
 
     # --- actions ------------------------------------------------------------------------
-    def query(self, frames: np.ndarray, name: str = "upload", *, keep_curves: bool = True):
-        """Score a (T, H, W) video in [0, 1] at the model resolution against the training set."""
+    def query(self, frames: np.ndarray, name: str = "upload", *, fps: float | None = None, keep_curves: bool = True):
+        """Score a (T, H, W) video in [0, 1] at the model resolution against the training set.
+
+        ``fps``: the video's frame rate. Given, and the workspace has a clip spec, the video
+        is first conformed to it (``conform_clip``: the length and frame rate the threshold
+        was calibrated on), and the result's frame numbers (``frames``,
+        ``best_query_frame``) are mapped back to frames of ``frames`` as given
+        (:func:`clip_source_frames`); None scores the frames as they are."""
+        clip = self.clip_spec
+        source = None
+        if fps is not None and clip is not None:
+            from echoaudit.data.clips import conform_clip
+
+            source = clip_source_frames(float(fps), clip, len(frames))
+            frames = conform_clip(frames, float(fps), clip)
         with self._lock:  # torch modules are shared between app sessions
-            return self.engine.score_frames(frames, name, keep_curves=keep_curves)
+            res = self.engine.score_frames(frames, name, keep_curves=keep_curves)
+        if source is not None:
+            res.frames = source[res.frames]
+            res.per_train = res.per_train.assign(best_query_frame=source[res.per_train["best_query_frame"].to_numpy()])
+        return res
 
     def generate(self, generator: str, *, n: int = 1, seed: int = 0, ef: float | None = None,
                  steps: int = 25, progress=None):

@@ -1,11 +1,13 @@
-"""Coverage: how much of the training set the generator reproduces, corrected for the
-number of samples, and which training videos it never makes (hidden subspaces)."""
+"""Coverage: how much of the training set the generator makes (best match, no threshold),
+per patient and per video, corrected for the number of samples and compared with real
+held-out patients; and which training videos it never makes (hidden subspaces)."""
 
 import pandas as pd
 import streamlit as st
 
 import widgets
 from echoaudit import figures as F
+from echoaudit.audit.scale import to_logit
 
 ws = widgets.page_setup()
 root, name = str(ws.root), widgets.synthetic_set(ws)
@@ -13,30 +15,38 @@ st.title("Coverage: generative recall")
 if name is None:
     widgets.no_synthetic_set(ws, "to audit")
 
-t = widgets.current_threshold(ws)
-use_t = st.toggle(f"Count a match only when its score reaches the threshold ({t:.3f})", value=True,
-                  key="coverage_use_threshold",
-                  help="Off: every synthetic video's best training match counts (best-match-only recall).")
-view = widgets.coverage_data(root, name, float(t) if use_t else None)
-r = view["recall"]
-rs, rh, le = r["synthetic"], r["heldout"], view["learned"]
+view = widgets.coverage_data(root, name)
+cov = view["coverage"]
+st.caption("A training video counts as covered when it is the closest match of at least one synthetic video "
+           "(no threshold, the paper's rule). Training videos a synthetic video re-identifies above the privacy "
+           "threshold are a privacy number: see the Privacy page and the report.")
 
-c1, c2, c3, c4 = st.columns(4)
-c1.metric("Generative recall (synthetic)", f"{100 * rs['recall']:.1f} %", help=r["rule"])
-c1.caption(f"{rs['matched']} of {rs['n_train']} training videos, {rs['n_queries']} queries; "
-           f"95 % CI {100 * rs['low']:.1f}-{100 * rs['high']:.1f} %")
-c2.metric("Real held-out recall (baseline)", f"{100 * rh['recall']:.1f} %")
-c2.caption(f"same rule, {rh['n_queries']} real videos; 95 % CI {100 * rh['low']:.1f}-{100 * rh['high']:.1f} %")
-c3.metric("Adjusted recall (synthetic / real)", "n/a" if pd.isna(r["adjusted_recall"]) else f"{r['adjusted_recall']:.2f}")
-c4.metric("Estimated limit s/N", "n/a" if le is None else f"{100 * le['recall_limit']:.1f} %",
-          help=None if le is None else le["rule"])
-if le is not None:
-    c4.caption(f"{le['s_hat']} of {le['N']} videos learned; 95 % CI {100 * le['recall_low']:.1f}-"
-               f"{100 * le['recall_high']:.1f} %")
 
-left, right = st.columns(2)
-left.plotly_chart(F.recall_threshold_figure(view["vs_threshold"], t if use_t else None), key="coverage_vs_t")
-right.plotly_chart(F.recall_n_figure(view["vs_n"], view["n_train"], learned=le), key="coverage_vs_n")
+def pct(x: float) -> str:
+    return f"{100 * x:.1f} %"
+
+
+for level, unit in (("patient", "patients"), ("video", "videos")):
+    cs, cr, adj = cov["synthetic"][level], cov["real"][level], cov["adjusted"][level]
+    st.subheader(f"{unit.capitalize()}")
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric(f"Coverage, {level} level (synthetic)", pct(cs["share"]), help=cov["synthetic"]["rule"])
+    c1.caption(f"{cs['matched']} of {cs['n_train']} training {unit}, {cs['n_queries']} synthetic videos; "
+               f"95 % CI {pct(cs['low'])}-{pct(cs['high'])}")
+    c2.metric(f"Coverage limit, {level} level", "n/a" if cs["limit"] is None else pct(cs["limit"]),
+              help=cs["limit_rule"])
+    if cs["limit"] is not None:
+        c2.caption(f"about {cs['s_hat']} of {cs['n_train']} {unit} with unlimited samples; "
+                   f"95 % CI {pct(cs['limit_low'])}-{pct(cs['limit_high'])}")
+    c3.metric(f"Real held-out coverage, {level} level", pct(cr["share"]))
+    c3.caption(f"{cr['n_queries']} real videos of check patients (not those that set the threshold); "
+               f"95 % CI {pct(cr['low'])}-{pct(cr['high'])}")
+    c4.metric(f"Adjusted coverage, {level} level (synthetic / real)", f"{adj['value']:.2f}",
+              help=cov["adjusted"]["rule"])
+    c4.caption(f"95 % CI {adj['low']:.2f}-{adj['high']:.2f}, both sets at n = {adj['n_star']} videos "
+               "(occupancy model; every synthetic video used)")
+
+st.plotly_chart(F.recall_n_figure(view["vs_n"], view["n_train"], learned=view["learned"]), key="coverage_vs_n")
 
 st.subheader("Which training videos are covered")
 st.caption("Each point is a training video (mean re-ID embedding, PCA). Select points with the box or lasso "
@@ -53,12 +63,18 @@ if picked:
     st.dataframe(pd.DataFrame({"thumbnail": rows["train_video"].map(th), "training video": rows["train_video"],
                                "patient": rows["train_patient"], "EF (%)": rows["EF"], "view": rows["View"],
                                "covered": rows["covered"], "synthetic hits": rows["n_hits"],
-                               "best score": rows["best_score"]}),
+                               "best logit": [None if pd.isna(p) else to_logit(p) for p in rows["best_score"]],
+                               "best probability": rows["best_score"]}),
                  hide_index=True, width="stretch", row_height=70,
-                 column_config={"thumbnail": st.column_config.ImageColumn("middle frame")})
+                 column_config={"thumbnail": st.column_config.ImageColumn("middle frame"),
+                                "best logit": st.column_config.NumberColumn(
+                                    "best re-ID logit", format="%.2f",
+                                    help="Highest score of the synthetic videos whose best match this video is"),
+                                "best probability": st.column_config.NumberColumn("probability", format="%.6f")})
 else:
-    st.caption(f"No point selected. {int((~covered['covered']).sum())} of {len(covered)} training videos "
-               "are not covered.")
+    n_pat = covered.groupby("train_patient")["covered"].any()
+    st.caption(f"No point selected. {int((~covered['covered']).sum())} of {len(covered)} training videos and "
+               f"{int((~n_pat).sum())} of {len(n_pat)} training patients are not covered.")
 
 left, right = st.columns(2)
 left.plotly_chart(F.coverage_bars(view["by_ef"], by_label="EF bin (%)"), key="coverage_ef")

@@ -7,6 +7,7 @@ import streamlit as st
 
 import widgets
 from echoaudit import figures as F
+from echoaudit.audit.scale import to_logit
 from echoaudit.data.video import load_video, resize_frames
 from echoaudit.errors import EchoAuditError
 
@@ -55,14 +56,18 @@ if frames is None:
 
 k = st.slider("Nearest training videos shown", 1, 8, 4, key="inspect_k")
 t = widgets.current_threshold(ws)
-scores = widgets.query_video(root, np.ascontiguousarray(frames, dtype=np.float32), str(name))
+# Uploads and workspace videos are cut and resampled to the clips the threshold was set on;
+# a generated video already is such a clip.
+scores = widgets.query_video(root, np.ascontiguousarray(frames, dtype=np.float32), str(name),
+                             None if source == "Generate" else float(fps))
 top = scores.per_train.head(k)
 best = float(top["score"].iloc[0]) if len(top) else 0.0
 if best >= t:
-    st.error(f"MEMORIZED: best re-identification probability {best:.3f} >= threshold {t:.3f} "
-             f"(training video {top['train_video'].iloc[0]}, patient {top['train_patient'].iloc[0]})")
+    st.error(f"MEMORIZED: best re-ID logit {to_logit(best):.2f} (probability {best:.6f}) >= threshold "
+             f"{to_logit(t):.2f} (training video {top['train_video'].iloc[0]}, patient {top['train_patient'].iloc[0]})")
 else:
-    st.success(f"NOT MEMORIZED: best re-identification probability {best:.3f} < threshold {t:.3f}")
+    st.success(f"NOT MEMORIZED: best re-ID logit {to_logit(best):.2f} (probability {best:.6f}) < threshold "
+               f"{to_logit(t):.2f}")
 
 # One tiled H.264 video: every tile restarts on the same frame, so the query and its
 # matches cannot drift apart the way several independently started players do.
@@ -71,17 +76,26 @@ videos, captions = [frames], [f"query: {str(name)[:22]}\n{len(frames)} frames"]
 for _, r in top.iterrows():
     ef_v = train_rows.at[r["train_video"], "EF"]
     videos.append(widgets.training_frames(root, r["train_video"]))
-    captions.append(f"p={r['score']:.3f} {r['train_patient']}\nEF {ef_v:.0f}% {r['train_video'][-10:]}")
+    captions.append(f"logit {to_logit(r['score']):.2f} {r['train_patient']}\nEF {ef_v:.0f}% {r['train_video'][-10:]}")
 mp4 = widgets.tiled_mp4(tuple(videos), tuple(captions), float(fps))
 st.video(mp4, format="video/mp4", loop=True, autoplay=True, muted=True)
 
-st.plotly_chart(F.frame_similarity_strip(scores.frames, scores.frame_curve, t), key="inspect_strip")
+best_video = top["train_video"].iloc[0] if len(top) else None
+st.plotly_chart(F.frame_similarity_strip(scores.frames, scores.frame_curve, t,
+                                         match=scores.curves.get(best_video) if best_video else None,
+                                         match_label=f"against {best_video}"), key="inspect_strip")
 st.dataframe(
     pd.DataFrame({"rank": np.arange(1, len(top) + 1), "training video": top["train_video"],
-                  "patient": top["train_patient"], "re-ID probability": top["score"],
-                  "robust score (top 10 % frames)": top["score_robust"],
+                  "patient": top["train_patient"], "re-ID logit": to_logit(top["score"].to_numpy()),
+                  "probability": top["score"],
+                  "peak logit (best frame)": to_logit(top["score_peak"].to_numpy()),
                   "EF (%)": [train_rows.at[v, "EF"] for v in top["train_video"]],
                   "best query frame": top["best_query_frame"], "best training frame": top["best_train_frame"]}),
     hide_index=True, width="stretch",
-    column_config={"re-ID probability": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="%.3f")})
-st.caption(f"Threshold {t:.3f} (set on the Privacy page). {scores.head_evaluations:,} frame pairs scored by the re-ID head.")
+    column_config={"re-ID logit": st.column_config.NumberColumn(format="%.2f"),
+                   "probability": st.column_config.NumberColumn(format="%.6f"),
+                   "peak logit (best frame)": st.column_config.NumberColumn(format="%.2f")})
+st.caption(f"Threshold {to_logit(t):.2f} re-ID logit, probability {t:.6f} (set on the Privacy page). The re-ID "
+           "logit of a training video is its clip score: the mean over query frames of each frame's best match "
+           "among that video's frames (a copy matches at every frame). "
+           f"{scores.head_evaluations:,} frame pairs scored by the re-ID head.")

@@ -7,6 +7,7 @@ import streamlit as st
 
 import widgets
 from echoaudit import report as R
+from echoaudit.audit.scale import to_logit
 
 ws = widgets.page_setup()
 root, name = str(ws.root), widgets.synthetic_set(ws)
@@ -14,7 +15,8 @@ st.title("Meeting report")
 if name is None:
     widgets.no_synthetic_set(ws, "to report on")
 t = widgets.current_threshold(ws)
-st.markdown(f"Synthetic set **{name}**, threshold **{t:.3f}** (from the Privacy page). The report holds every "
+st.markdown(f"Synthetic set **{name}**, threshold **{to_logit(t):.2f}** re-ID logit (probability {t:.6f}; from the "
+            "Privacy page). The report holds every "
             "headline number with its interval and one plain sentence, the figures, the tables and the model "
             "fingerprints.")
 png = st.checkbox("Also write PNG figures (kaleido + Chromium)", value=True, key="report_png")

@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from echoaudit.audit.privacy import best_matches, flag_summary, flag_videos
 from echoaudit.audit.recall import generative_recall
+from echoaudit.audit.scale import from_logit, to_logit
 from echoaudit.data.video import load_video, write_video
 from echoaudit.workspace import Workspace
 
@@ -123,46 +124,78 @@ def _flagged(ws, name, t):
 def test_privacy_slider_updates_the_flagged_count(app, ws):
     at = app("privacy")
     name = at.selectbox(key="synthetic_set").value
-    t0 = ws.threshold(95).value
-    assert at.slider(key="privacy_threshold").value == pytest.approx(round(t0, 3))
+    cal = ws.calibration(95)
+    t0 = cal.value
+    slider = at.slider(key="privacy_threshold")
+    assert slider.value == pytest.approx(round(to_logit(t0), 2)) and "logit" in slider.label
+    assert slider.min < slider.value < slider.max  # the calibrated default sits inside the range
     s = _flagged(ws, name, at.session_state["audit_threshold"])
     assert metric(at, "Flagged synthetic videos") == f"{s['n_flagged']} of {s['n_videos']}"
-    assert metric(at, "Calibrated threshold (95th pct.)") == f"{t0:.3f}"
-    # every synthetic video's best score, and one just above the lowest: counts must follow
+    assert metric(at, "Calibrated threshold (95th pct.)") == f"{to_logit(t0):.2f}"
+    captions = " ".join(c.value for c in at.caption)
+    assert cal.sentence() in captions  # the same sentence as the CLI and the report
+    # the measured false-flag rate at the slider's value
+    assert f"of {cal.check['n']} real videos of {cal.check['n_patients']} check patients" in captions
+    assert any("more than chance" in m.value for m in at.markdown)
+    # the lowest end, just above the lowest synthetic best score, the top end: counts must follow
     best = best_matches(ws.synthetic_scores(name), queries=ws.synthetic(name).names)["score"]
-    for t in (0.0, float(np.round(best.min() + 0.0005, 3)), 1.0):
-        at.slider(key="privacy_threshold").set_value(t).run()  # elements go stale after a run: fetch again
-        assert at.session_state["audit_threshold"] == t
+    lo, hi = slider.min, slider.max
+    for x in (lo, round(float(to_logit(best.min())) + 0.005, 2), hi):
+        at.slider(key="privacy_threshold").set_value(x).run()  # elements go stale after a run: fetch again
+        t = from_logit(x)
+        assert at.session_state["audit_threshold"] == pytest.approx(t, rel=0, abs=1e-15)
         s = _flagged(ws, name, t)
         assert metric(at, "Flagged synthetic videos") == f"{s['n_flagged']} of {s['n_videos']}"
         assert metric(at, "Flagged share") == f"{100 * s['share']:.1f} %"
-    assert at.session_state["audit_threshold"] == 1.0
+    assert at.session_state["audit_threshold"] == pytest.approx(from_logit(hi))
     hist = json.loads(at.get("plotly_chart")[0].proto.spec)
-    assert hist["layout"]["shapes"][0]["x0"] == pytest.approx(1.0)
+    assert hist["layout"]["shapes"][0]["x0"] == pytest.approx(hi)
+    assert "logit" in hist["layout"]["xaxis"]["title"]["text"]
     assert len(at.get("download_button")) == 1
+
+
+def test_privacy_rule_switch_and_its_measured_rate(app, ws):
+    at = app("privacy")
+    table = next(d.value for d in at.dataframe if "rule" in d.value.columns)
+    pub = ws.calibration(95, "train_to_heldout")
+    assert table["measured on check patients (%)"].tolist()[1] == pytest.approx(100 * pub.check["rate"])
+    at.radio(key="privacy_rule").set_value("train_to_heldout").run()
+    assert not at.exception
+    assert at.slider(key="privacy_threshold").value == pytest.approx(round(to_logit(pub.value), 2))
+    assert pub.sentence() in " ".join(c.value for c in at.caption)
+    at.switch_page("pages/coverage.py").run()
+    at.switch_page("pages/privacy.py").run()  # back: rule and threshold kept
+    assert at.radio(key="privacy_rule").value == "train_to_heldout"
+    assert at.slider(key="privacy_threshold").value == pytest.approx(round(to_logit(pub.value), 2))
 
 
 def test_privacy_other_set_and_flagged_table(app, ws):
     at = app("privacy")
     other = ws.synthetic_names[-1]
     at.selectbox(key="synthetic_set").select(other).run()
-    at.slider(key="privacy_threshold").set_value(0.0).run()
-    s = _flagged(ws, other, 0.0)
+    lo = at.slider(key="privacy_threshold").min
+    at.slider(key="privacy_threshold").set_value(lo).run()
+    s = _flagged(ws, other, from_logit(lo))
     assert metric(at, "Flagged synthetic videos") == f"{s['n_videos']} of {s['n_videos']}"
-    table = at.dataframe[0].value
+    table = next(d.value for d in at.dataframe if "synthetic" in d.value.columns)
     assert len(table) == s["n_videos"] and table["synthetic"].str.startswith("data:image/png;base64,").all()
 
 
 def test_coverage_recall_matches_the_library(app, ws):
+    from echoaudit.audit.coverage import coverage
+
     at = app("coverage")
     name = at.selectbox(key="synthetic_set").value
     best = best_matches(ws.synthetic_scores(name), queries=ws.synthetic(name).names)
-    t = ws.threshold(95).value
-    r = generative_recall(best, len(ws.train), round(t, 3))
-    assert metric(at, "Generative recall (synthetic)") == f"{100 * r['recall']:.1f} %"
-    at.toggle(key="coverage_use_threshold").set_value(False).run()
-    r = generative_recall(best, len(ws.train), None)
-    assert metric(at, "Generative recall (synthetic)") == f"{100 * r['recall']:.1f} %"
+    r = generative_recall(best, len(ws.train), None)  # coverage: best match, no threshold
+    assert metric(at, "Coverage, video level (synthetic)") == f"{100 * r['recall']:.1f} %"
+    cov = coverage(best, ws.train.names, list(ws.train.patients))
+    assert metric(at, "Coverage, patient level (synthetic)") == f"{100 * cov['patient']['share']:.1f} %"
+    assert "Adjusted recall (synthetic / real)" not in [m.label for m in at.metric]
+    adjusted = [m for m in at.metric if m.label.startswith("Adjusted coverage")]
+    assert len(adjusted) == 2
+    captions = [c.value for c in at.caption]
+    assert sum("95 % CI" in c and "both sets at n =" in c for c in captions) == 2  # no ratio without its interval
     specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     names = [tr.get("name", "") for sp in specs for tr in sp["data"]]
     assert "ideal: 1-(1-1/N)^n" in names and any(n.startswith("synthetic") for n in names)
@@ -183,6 +216,12 @@ def test_temporal_page_draws_the_selected_curves(app, ws):
     set_name, video = chosen[-1].split(" / ")
     first = tmp[(tmp["video"] == video) & (tmp["set"] == set_name)].sort_values("frame")["correlation"].to_numpy()
     np.testing.assert_allclose(array(curves["data"][-1]["y"]), first, rtol=1e-6)
+    # one time axis in seconds: frame numbers over the set's own FPS
+    assert "(s)" in curves["layout"]["xaxis"]["title"]["text"]
+    ds = ws.heldout if set_name == "real held-out" else ws.synthetic(set_name)
+    frames = tmp[(tmp["video"] == video) & (tmp["set"] == set_name)].sort_values("frame")["frame"].to_numpy()
+    fps = float(ds.table.set_index("FileName").loc[video, "FPS"])
+    np.testing.assert_allclose(array(curves["data"][-1]["x"]), frames / fps, rtol=1e-6)
 
 
 def test_inspect_workspace_video_verdict(app, ws):
@@ -195,8 +234,9 @@ def test_inspect_workspace_video_verdict(app, ws):
     stored = ws.synthetic_scores(name).query("query == @video")["score"].max()
     badge = (at.error or at.success)[0].value
     shown = float(re.search(r"probability ([0-9.]+)", badge).group(1))
-    assert shown == pytest.approx(stored, abs=2e-3)  # stored tables keep 3 decimals
-    assert badge.startswith("MEMORIZED" if shown >= round(t, 3) else "NOT MEMORIZED")
+    logit = float(re.search(r"re-ID logit (-?[0-9.]+)", badge).group(1))
+    assert shown == pytest.approx(stored, abs=2e-3) and logit == pytest.approx(to_logit(shown), abs=0.01)
+    assert badge.startswith("MEMORIZED" if shown >= t else "NOT MEMORIZED")
     assert at.get("video")[0].proto.url  # the tiled H.264 clip
     strip = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert strip["layout"]["xaxis"]["title"]["text"].startswith("frame")
@@ -210,11 +250,12 @@ def test_inspect_upload_planted_copy_and_bad_file(app, ws, tmp_path):
     data = path.read_bytes()
     at.file_uploader(key="inspect_upload").upload("copy.avi", data, "video/x-msvideo").run()
     assert not at.exception
-    expected = ws.query(load_video(data, extension=".avi", size=ws.size).frames).per_train["score"].max()
+    video = load_video(data, extension=".avi", size=ws.size)  # scored on the workspace's clip spec
+    expected = ws.query(video.frames, fps=video.fps).per_train["score"].max()
     badge = (at.error or at.success)[0].value
-    t = round(ws.threshold(95).value, 3)
+    t = ws.threshold(95).value
     assert badge.startswith("MEMORIZED" if expected >= t else "NOT MEMORIZED")
-    assert f"{expected:.3f}" in badge
+    assert f"{expected:.6f}" in badge and f"{to_logit(expected):.2f}" in badge
     table = at.dataframe[0].value
     assert ws.train.names[0] in set(table["training video"]) or len(table) == 4
 

@@ -15,16 +15,45 @@ def ws_copy(tiny_workspace, tmp_path):
 def test_audit_prints_and_writes_every_headline_number(ws_copy, capsys):
     assert main(["audit", "--workspace", str(ws_copy), "--n-boot", "50"]) == 0
     out = capsys.readouterr().out
-    for label in ("threshold:", "flagged:", "recall (thresholded):", "recall (best match):", "learned videos (synthetic, thresholded)", "learned videos (synthetic, best match)", "precision",
-                  "re-ID AUC:"):
+    for label in ("threshold:", "flagged:", "reproduced patients (privacy", "reproduced videos (privacy",
+                  "coverage (patients, best match, no threshold): synthetic", "coverage (videos, best match",
+                  "real check", "adjusted", "precision", "re-ID AUC:"):
         assert label in out
+    assert "recall (thresholded)" not in out  # the thresholded "adjusted recall" is gone
     ws = Workspace(ws_copy)
     for name in ws.synthetic_names:
         summary = json.loads((ws_copy / "audit" / f"{name}_summary.json").read_text())
         assert summary["n_synthetic"] == len(ws.synthetic(name))
-        assert summary["threshold"]["rule"] == "train_to_heldout"
+        cov = summary["coverage"]
+        assert cov["synthetic"]["video"]["n_queries"] <= len(ws.synthetic(name))
+        assert cov["synthetic"]["patient"]["n_train"] == len(set(ws.train.patients))
+        a = cov["adjusted"]["patient"]
+        assert a["low"] <= a["value"] <= a["high"]
+        assert f"synthetic {cov['synthetic']['patient']['matched']}/{len(set(ws.train.patients))} = " in out
+        t = summary["threshold"]
+        assert t["rule"] == "heldout_to_train" and t["check"]["n"] == len(ws.calibration_split.check)
+        assert t["sentence"] in out and t["n"] == len(ws.calibration_split.calibration)
+        assert set(summary["rules"]) == {"heldout_to_train", "train_to_heldout"}
+        assert summary["rules"]["train_to_heldout"]["sentence"] in out
+        ex = summary["excess"]
+        assert ex["measured"] and ex["low"] <= ex["excess"] <= ex["high"] and ex["sentence"] in out
         assert 0 <= summary["flags"]["low"] <= summary["flags"]["share"] <= summary["flags"]["high"] <= 1
         assert (ws_copy / "audit" / f"{name}_flags.csv").exists()
+
+
+def test_report_writes_the_report_pages_report(ws_copy, tmp_path, capsys):
+    ws = Workspace(ws_copy)
+    name = ws.synthetic_names[-1]
+    out = tmp_path / "rep"
+    assert main(["report", "--workspace", str(ws_copy), "--set", name, "--out", str(out), "--threshold", "0.5",
+                 "--no-png"]) == 0
+    assert f"report written to {out}" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["synthetic"] == name and summary["threshold"]["used"] == 0.5
+    html = (out / "report.html").read_text()
+    assert f"synthetic set <code>{name}</code>" in html and "Adjusted coverage, patient level" in html
+    assert main(["report", "--workspace", str(ws_copy), "--set", "nope", "--out", str(out)]) == 2
+    assert "no synthetic set 'nope'" in capsys.readouterr().err
 
 
 def test_audit_adds_a_users_synthetic_folder(ws_copy, capsys):
@@ -43,6 +72,7 @@ def test_query_prints_a_verdict(ws_copy, capsys):
     assert main(["query", "--workspace", str(ws_copy), str(video)]) == 0
     out = capsys.readouterr().out
     assert "memorized" in out.lower() and ws.train.names[0] in out
+    assert ws.calibration(95).sentence() in out and "re-ID logit" in out
 
 
 def test_errors_are_one_line_and_exit_2(tmp_path, capsys):
@@ -53,3 +83,14 @@ def test_errors_are_one_line_and_exit_2(tmp_path, capsys):
     bad.write_bytes(b"not a video at all")
     assert main(["eval", "vae", "--vae", str(tmp_path / "nope"), "--data", str(tmp_path)]) == 2
     assert "no config.json" in capsys.readouterr().err
+
+
+def test_python_dash_m_runs_the_same_command():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "echoaudit", "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "phantom" in out.stdout and "audit" in out.stdout
+    bad = subprocess.run([sys.executable, "-m", "echoaudit", "audit", "--workspace", "/nonexistent/ws"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "echoaudit: error:" in bad.stderr and "not an EchoAudit workspace" in bad.stderr

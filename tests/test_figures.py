@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from echoaudit import figures as F
+from echoaudit.audit.scale import to_logit
 from echoaudit.audit.occupancy import ideal_recall_curve
 from echoaudit.audit.recall import recall_vs_n, recall_vs_threshold
 
@@ -16,17 +17,28 @@ def _axes(fig):
 def test_strip_has_threshold_line_and_labels():
     fig = F.frame_similarity_strip([0, 2, 4], [0.1, 0.9, 0.5], 0.73)
     x, y = _axes(fig)
-    assert "frame" in x and "probability" in y
-    assert fig.data[0].y.tolist() == [0.1, 0.9, 0.5]
+    assert "frame" in x and "logit" in y
+    np.testing.assert_allclose(fig.data[0].y, to_logit(np.array([0.1, 0.9, 0.5])))
+    np.testing.assert_allclose(fig.data[0].customdata, [0.1, 0.9, 0.5])  # probability on hover
+    assert "probability" in fig.data[0].hovertemplate
     lines = [s for s in fig.layout.shapes if s.type == "line"]
-    assert len(lines) == 1 and lines[0].y0 == pytest.approx(0.73) == lines[0].y1
+    assert len(lines) == 1 and lines[0].y0 == pytest.approx(to_logit(0.73)) == lines[0].y1
 
 
 def test_histograms_two_sets_and_vertical_threshold():
-    fig = F.score_histograms([0.1, 0.2], [0.3, 0.95, 0.99], 0.9)
-    assert [t.name for t in fig.data] == ["real held-out", "synthetic"]
-    assert fig.data[1].x.tolist() == [0.3, 0.95, 0.99]
-    assert fig.layout.shapes[0].x0 == pytest.approx(0.9)
+    held, syn = [0.1, 0.2, 0.99991], [0.3, 0.95, 0.99, 0.99999]
+    fig = F.score_histograms(held, syn, 0.9, nbins=30)
+    assert [t.name for t in fig.data] == ["real held-out", "synthetic"] and "logit" in _axes(fig)[0]
+    edges = np.linspace(*fig.layout.xaxis.range, 31)
+    for trace, values in zip(fig.data, (held, syn)):
+        assert trace.y.sum() == pytest.approx(100.0)  # share of that set, in %
+        counts, _ = np.histogram(to_logit(np.array(values)), bins=edges)
+        np.testing.assert_allclose(trace.y, 100 * counts / len(values))
+        assert "probability" in trace.hovertemplate
+    # every value and the threshold inside the axis; probabilities near 1 land in different bins
+    assert fig.layout.xaxis.range[0] <= to_logit(0.1) and to_logit(0.99999) <= fig.layout.xaxis.range[1]
+    assert np.count_nonzero(fig.data[1].y) == 4
+    assert fig.layout.shapes[0].x0 == pytest.approx(to_logit(0.9))
 
 
 def test_roc_figure_matches_sklearn_curve():
@@ -51,10 +63,16 @@ def _best(n, n_train, seed=0):
 
 def test_recall_figures_plot_percent_and_ideal_curve():
     best = _best(30, 20)
-    vt = recall_vs_threshold(best, 20, [0.0, 0.5, 1.0])
-    fig = F.recall_threshold_figure({"synthetic": vt}, 0.5)
+    vt = recall_vs_threshold(best, 20, [0.0, 0.5, 0.99, 0.9999])
+    fig = F.recall_threshold_figure({"synthetic": vt}, 0.99)
     line = [t for t in fig.data if t.name == "synthetic" and t.fill is None][0]
     np.testing.assert_allclose(line.y, 100 * vt["recall"].to_numpy())
+    # x on the re-ID logit scale (0.99 and 0.9999 far apart), probability on hover
+    np.testing.assert_allclose(line.x, to_logit(vt["threshold"].to_numpy()))
+    np.testing.assert_allclose(line.customdata, vt["threshold"].to_numpy())
+    assert "logit" in _axes(fig)[0] and "probability" in line.hovertemplate
+    lines = [s for s in fig.layout.shapes if s.type == "line"]
+    assert len(lines) == 1 and lines[0].x0 == pytest.approx(to_logit(0.99)) == lines[0].x1
 
     vn = recall_vs_n(best, 20, [1, 10, 30], None, n_rep=5, seed=0)
     learned = {"recall_limit": 0.6, "recall_low": 0.4, "recall_high": 0.8}
@@ -101,6 +119,11 @@ def test_temporal_figures():
     fig = F.temporal_curves_figure(tmp, ["r", "s"], "correlation")
     assert [t.y.tolist() for t in fig.data] == [[1, 0.95, 0.9], [1, 0.5, 0.1]]
     assert "correlation" in fig.layout.yaxis.title.text
+    # with times in seconds (25 fps vs 12.5 fps) both sets share the axis in seconds
+    timed = tmp.assign(time_s=[0.0, 0.08, 0.16, 0.0, 0.16, 0.32])
+    fig = F.temporal_curves_figure(timed, ["r", "s"], "first")
+    assert [t.x.tolist() for t in fig.data] == [[0.0, 0.08, 0.16], [0.0, 0.16, 0.32]]
+    assert "(s)" in fig.layout.xaxis.title.text
     summ = pd.DataFrame({"set": ["real held-out", "gen", "gen"], "mean": [0.9, 0.5, 0.4]})
     fig = F.temporal_distribution_figure(summ, "mean", "mean")
     assert [t.name for t in fig.data] == ["real held-out (n=1)", "gen (n=2)"]

@@ -17,6 +17,7 @@ from echoaudit.audit.intervals import (
     _rank_auc,
     bootstrap_auc,
     bootstrap_quantile_interval,
+    newcombe_interval,
     wilson_interval,
 )
 
@@ -120,11 +121,65 @@ def test_quantile_interval_with_large_sample_is_chunked_correctly():
         ({"values": ["a", "b"], "q": 0.5}, r"values must hold numbers, got dtype <U1"),
         ({"values": [1.0, 2.0], "q": 0.5, "n_boot": 5}, r"n_boot must be an integer >= 10, got 5"),
         ({"values": [1.0, 2.0], "q": 0.5, "seed": -3}, r"seed must be an integer >= 0 or a np.random.Generator, got -3"),
+        ({"values": [1.0, 2.0], "q": 0.5, "method": "nearest"},
+         r"method must be one of \['linear', 'weibull'\], got 'nearest'"),
     ],
 )
 def test_quantile_interval_argument_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         bootstrap_quantile_interval(**kwargs)
+
+
+def test_quantile_interval_weibull_method_is_numpys_on_each_resample():
+    values = np.random.default_rng(2).uniform(size=39)
+    low, high = bootstrap_quantile_interval(values, 0.95, n_boot=200, seed=4, method="weibull")
+    rng = np.random.default_rng(4)  # same draws, by hand
+    boot = np.quantile(values[rng.integers(0, 39, size=(200, 39))], 0.95, axis=1, method="weibull")
+    assert (low, high) == pytest.approx(tuple(np.quantile(boot, [0.025, 0.975])))
+
+
+# ---------------------------------------------------------------------------- Newcombe
+
+
+def test_newcombe_hand_computed_case():
+    # 56/70 - 48/80 (Newcombe 1998, Stat. Med. 17:873, table II, method 10: 0.0524 to 0.3339).
+    # By hand from the Wilson ends: p1 = 0.8, (l1, u1) = (0.691834, 0.876953);
+    # p2 = 0.6, (l2, u2) = (0.490455, 0.700382); d = 0.2,
+    # low  = 0.2 - sqrt((0.8 - 0.691834)^2 + (0.700382 - 0.6)^2) = 0.2 - 0.147569 = 0.052431,
+    # high = 0.2 + sqrt((0.876953 - 0.8)^2 + (0.6 - 0.490455)^2) = 0.2 + 0.133873 = 0.333873.
+    l1, u1 = wilson_interval(56, 70)
+    l2, u2 = wilson_interval(48, 80)
+    assert (l1, u1, l2, u2) == pytest.approx((0.691834, 0.876953, 0.490455, 0.700382), abs=1e-6)
+    d, low, high = newcombe_interval(56, 70, 48, 80)
+    assert d == pytest.approx(0.2)
+    assert (low, high) == pytest.approx((0.052431, 0.333873), abs=1e-6)
+    assert (round(low, 4), round(high, 4)) == (0.0524, 0.3339)
+
+
+@pytest.mark.parametrize(
+    ("counts", "published"),
+    [((9, 10, 3, 10), (0.1705, 0.8090)), ((5, 56, 0, 29), (-0.0381, 0.1926)),
+     ((0, 10, 0, 20), (-0.1611, 0.2775)), ((10, 10, 0, 10), (0.6075, 1.0))],
+)
+def test_newcombe_matches_the_published_table(counts, published):
+    _, low, high = newcombe_interval(*counts)
+    assert (round(low, 4), round(high, 4)) == published
+
+
+def test_newcombe_is_antisymmetric_and_brackets_the_difference():
+    d, low, high = newcombe_interval(3, 40, 12, 32, conf=0.9)
+    d2, low2, high2 = newcombe_interval(12, 32, 3, 40, conf=0.9)
+    assert d == pytest.approx(-d2) and low == pytest.approx(-high2) and high == pytest.approx(-low2)
+    assert -1 <= low <= d <= high <= 1
+    wide = newcombe_interval(3, 40, 12, 32, conf=0.99)
+    assert wide[1] < low and wide[2] > high
+
+
+def test_newcombe_argument_errors():
+    with pytest.raises(ValueError, match="successes must be <= n, got successes=5, n=4"):
+        newcombe_interval(5, 4, 1, 10)
+    with pytest.raises(ValueError, match="n must be an integer >= 1, got 0"):
+        newcombe_interval(1, 10, 0, 0)
 
 
 # ---------------------------------------------------------------------------- AUC

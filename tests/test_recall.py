@@ -1,4 +1,4 @@
-"""Tests of echoaudit.audit.recall: toy recalls by hand, a sampling simulation, baseline subsampling."""
+"""Tests of echoaudit.audit.recall: toy recalls by hand and a sampling simulation."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from echoaudit.audit.recall import (
     generative_recall,
     recall_vs_n,
     recall_vs_threshold,
-    recall_with_baseline,
 )
 
 N_TRAIN = 6
@@ -116,41 +115,6 @@ def test_covered_train_videos_and_groups():
     assert custom["n_train"].tolist() == [2, 4] and custom["n_covered"].tolist() == [2, 1]
 
 
-def _best(n: int, prefix: str, videos: list[str]) -> pd.DataFrame:
-    return pd.DataFrame(
-        {"query": [f"{prefix}{i}" for i in range(n)], "train_video": videos, "score": np.linspace(0.2, 1.0, n)}
-    )
-
-
-def test_recall_with_baseline_subsamples_the_larger_set():
-    syn = _best(10, "s", ["v1", "v1", "v2", "v2", "v3", "v1", "v4", "v1", "v1", "v5"])
-    held = _best(4, "h", ["v1", "v2", "v3", "v6"])
-    out = recall_with_baseline(syn, held, 8, None, seed=3)
-    assert out["n_queries"] == 4 and out["subsampled"] == "synthetic"
-    idx = np.sort(np.random.default_rng(3).choice(10, size=4, replace=False))
-    expected_syn = len(set(syn["train_video"].iloc[idx])) / 8
-    assert out["synthetic"]["recall"] == pytest.approx(expected_syn)
-    assert out["synthetic"]["n_queries"] == 4 and out["heldout"]["n_queries"] == 4
-    assert out["heldout"]["recall"] == pytest.approx(4 / 8)
-    assert out["adjusted_recall"] == pytest.approx(expected_syn / 0.5)
-
-    # the other way round: held-out is the larger set
-    swapped = recall_with_baseline(held, syn, 8, None, seed=3)
-    assert swapped["subsampled"] == "heldout" and swapped["heldout"]["recall"] == pytest.approx(expected_syn)
-
-    # same size: nothing subsampled; same rule (threshold) applies to both sets
-    same = recall_with_baseline(held, held.assign(query=lambda d: "x" + d["query"]), 8, 0.7)
-    assert same["subsampled"] is None and same["adjusted_recall"] == pytest.approx(1.0)
-    assert same["synthetic"]["threshold"] == same["heldout"]["threshold"] == 0.7
-
-    # held-out reaching nothing: ratio undefined
-    none = recall_with_baseline(held, held.assign(score=0.1), 8, 0.5)
-    assert np.isnan(none["adjusted_recall"])
-
-
-# ------------------------------------------------------------------ errors
-
-
 def test_errors():
     with pytest.raises(ValueError, match=r"one row per query .* 1 queries repeat, e.g. \['s1'\]"):
         generative_recall(pd.concat([BEST, BEST.iloc[:1]]), N_TRAIN, None)
@@ -181,5 +145,3 @@ def test_errors():
         coverage_by_group(cov, ef_bins=(0, 50, 50, 100))
     with pytest.raises(ValueError, match=r"covered_table is missing column\(s\) \['site'\]"):
         coverage_by_group(cov, by="site")
-    with pytest.raises(ValueError, match="both query sets must be non-empty, got 0 synthetic"):
-        recall_with_baseline(BEST.iloc[:0], BEST, N_TRAIN, None)

@@ -6,7 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from echoaudit.audit.temporal import consistency_summary, embedding_correlation, summarise_curves
+from echoaudit.audit.temporal import (
+    consistency_summary, embedding_correlation, resample_curve, sample_spread_over_patients, summarise_curves,
+)
 
 
 @pytest.mark.parametrize(
@@ -16,19 +18,51 @@ from echoaudit.audit.temporal import consistency_summary, embedding_correlation,
         ([1.0, 0.9, 0.6, 0.4, 0.7], 0.3, None),
         ([1.0, 0.9, 0.6, 0.4, 0.7], 1.0, 1),
         ([1.0, 0.9, 0.6, 0.4, 0.7], 0.6, 3),  # strictly under: 0.6 is not a drop
-        ([0.2], 0.5, 0),
+        ([0.2], 0.5, None),  # a single point is frame 0 against itself: nothing to summarise
     ],
 )
 def test_consistency_summary_by_hand(curve, drop_at, first_drop):
     s = consistency_summary(np.array(curve), drop_at=drop_at)
     assert s["first_drop"] == first_drop
-    assert s["mean"] == pytest.approx(np.mean(curve)) and s["min"] == min(curve)
+    later = curve[1:]  # frame 0 left out
+    if later:
+        assert s["mean"] == pytest.approx(np.mean(later)) and s["min"] == min(later)
+    else:
+        assert np.isnan(s["mean"]) and np.isnan(s["min"])
     assert s["n_frames"] == len(curve)
 
 
 def test_consistency_summary_toy_numbers():
     s = consistency_summary([1.0, 0.9, 0.6, 0.4, 0.7])
-    assert s == {"n_frames": 5, "mean": pytest.approx(0.72), "min": 0.4, "first_drop": 3}
+    assert s == {"n_frames": 5, "mean": pytest.approx(0.65), "min": 0.4, "first_drop": 3, "drop_s": pytest.approx(np.nan, nan_ok=True)}
+    # positions at 25 fps queried every 2nd frame: point 3 is frame 6, 0.24 s
+    timed = consistency_summary([1.0, 0.9, 0.6, 0.4, 0.7], times=np.arange(5) * 2 / 25.0)
+    assert timed["drop_s"] == pytest.approx(0.24)
+
+
+def test_resample_curve_onto_a_common_grid():
+    # 50 fps every 4th frame vs 25 fps every 2nd: both every 0.08 s, one shifted
+    t = np.arange(5) * 0.08
+    c = np.array([1.0, 0.8, 0.6, 0.4, 0.2])
+    out = resample_curve(t, c, np.array([0.0, 0.04, 0.16, 0.30, 0.33]))
+    np.testing.assert_allclose(out[:4], [1.0, 0.9, 0.6, 0.25])  # by hand: 0.4 - 0.2 * 0.06 / 0.08
+    assert np.isnan(out[4])  # past the last point (0.32 s): no extrapolation
+    with pytest.raises(ValueError, match="times must be 5 finite, strictly increasing times"):
+        resample_curve(t[::-1], c, t)
+
+
+def test_sample_spread_over_patients_round_robin():
+    names = [f"v{i}" for i in range(12)]
+    patients = ["a"] * 6 + ["b"] * 3 + ["c"] * 2 + ["d"]
+    pick = sample_spread_over_patients(names, patients, 4, seed=1)
+    of = dict(zip(names, patients))
+    assert sorted(of[v] for v in pick) == ["a", "b", "c", "d"]  # one per patient before any second
+    assert pick == sample_spread_over_patients(names, patients, 4, seed=1)
+    assert sorted(sample_spread_over_patients(names, patients, 50, seed=0)) == sorted(names)
+    six = sample_spread_over_patients(names, patients, 6, seed=2)
+    assert sorted(of[v] for v in six).count("d") == 1 and len(set(six)) == 6
+    with pytest.raises(ValueError, match="n must be an integer >= 1, got 0"):
+        sample_spread_over_patients(names, patients, 0)
 
 
 def test_embedding_correlation_matches_numpy_corrcoef():
@@ -76,12 +110,14 @@ def test_summarise_curves_table():
     curves = {"b": np.array([1.0, 0.3]), "a": np.array([1.0, 0.9, 0.8]), "c": np.array([0.9, 0.1, 0.95])}
     kind = {"a": "synthetic", "b": "real", "c": "real"}
     df = summarise_curves(curves, kind, drop_at=0.5)
-    assert df.columns.tolist() == ["name", "kind", "n_frames", "mean", "min", "first_drop"]
+    assert df.columns.tolist() == ["name", "kind", "n_frames", "mean", "min", "first_drop", "drop_s"]
     assert df["name"].tolist() == ["b", "c", "a"]  # real first, then by name
     assert df["n_frames"].tolist() == [2, 3, 3]
     assert df["first_drop"].tolist()[:2] == [1, 1] and pd.isna(df["first_drop"].iloc[2])
     assert str(df["first_drop"].dtype) == "Int64"
-    assert df["mean"].tolist() == pytest.approx([0.65, 1.95 / 3, 0.9])
+    assert df["mean"].tolist() == pytest.approx([0.3, 0.525, 0.85])  # frame 0 left out
+    timed = summarise_curves(curves, kind, times={k: np.arange(len(v)) / 12.5 for k, v in curves.items()})
+    assert timed["drop_s"].tolist()[:2] == pytest.approx([0.08, 0.08]) and np.isnan(timed["drop_s"].iloc[2])
 
 
 # ------------------------------------------------------------------ errors

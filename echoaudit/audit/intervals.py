@@ -14,6 +14,14 @@ Rules
 
   It stays inside [0, 1] and keeps close to nominal coverage at p near 0 or 1, where the
   normal (Wald) interval collapses to a point.
+- A difference of two independent shares (flagged synthetic share minus the real
+  false-flag rate): Newcombe's hybrid score interval (Newcombe 1998, Stat. Med. 17:873,
+  method 10), built from the two Wilson intervals ``(l1, u1)`` of ``p1`` and ``(l2, u2)``
+  of ``p2``::
+
+      d    = p1 - p2
+      low  = d - sqrt((p1 - l1)^2 + (u2 - p2)^2)
+      high = d + sqrt((u1 - p1)^2 + (p2 - l2)^2)
 - The privacy threshold (a quantile of held-out best-match scores): the percentile
   bootstrap. Resample the values with replacement ``n_boot`` times, take the quantile of
   each resample, report the ``(1 - conf) / 2`` and ``(1 + conf) / 2`` quantiles of those.
@@ -37,6 +45,7 @@ from sklearn.metrics import roc_auc_score
 __all__ = [
     "Estimate",
     "wilson_interval",
+    "newcombe_interval",
     "bootstrap_quantile_interval",
     "bootstrap_auc",
 ]
@@ -44,6 +53,8 @@ __all__ = [
 # Rows per bootstrap chunk are chosen so one chunk holds about this many values: it bounds
 # memory (8 bytes each) when the sample is large, and keeps numpy vectorised when small.
 _BOOT_CHUNK_VALUES = 2_000_000
+#: Quantile methods of numpy the threshold may use (see privacy.calibrate_threshold).
+QUANTILE_METHODS: tuple[str, ...] = ("linear", "weibull")
 
 
 @dataclass(frozen=True)
@@ -122,6 +133,35 @@ def wilson_interval(successes: int, n: int, conf: float = 0.95) -> tuple[float, 
     return float(max(0.0, centre - half)), float(min(1.0, centre + half))
 
 
+def newcombe_interval(
+    successes1: int, n1: int, successes2: int, n2: int, conf: float = 0.95
+) -> tuple[float, float, float]:
+    """Newcombe's hybrid score interval of ``p1 - p2`` for two independent proportions.
+
+    ``p1 = successes1 / n1``, ``p2 = successes2 / n2``; the ends combine the two Wilson
+    intervals at level ``conf`` (formula in the module docstring), so they stay inside
+    [-1, 1] and keep close to nominal coverage when a share is near 0 or 1.
+
+    Args:
+        successes1, n1: the first proportion (e.g. flagged synthetic videos of all).
+        successes2, n2: the second (e.g. flagged real check videos of all).
+        conf: two-sided confidence level in (0, 1).
+
+    Returns:
+        ``(difference, low, high)`` floats with ``low <= difference <= high``.
+
+    Raises:
+        ValueError: as :func:`wilson_interval`, for either proportion.
+    """
+    l1, u1 = wilson_interval(successes1, n1, conf)
+    l2, u2 = wilson_interval(successes2, n2, conf)
+    p1, p2 = successes1 / n1, successes2 / n2
+    d = p1 - p2
+    low = d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
+    high = d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+    return float(d), float(max(-1.0, low)), float(min(1.0, high))
+
+
 def _as_1d_finite(name: str, values: object, min_len: int) -> np.ndarray:
     arr = np.asarray(values)
     if arr.ndim != 1:
@@ -156,12 +196,13 @@ def bootstrap_quantile_interval(
     n_boot: int = 1000,
     conf: float = 0.95,
     seed: int | np.random.Generator = 0,
+    method: str = "linear",
 ) -> tuple[float, float]:
     """Percentile-bootstrap interval of the ``q``-quantile of ``values``.
 
     Used for the privacy threshold: ``tau = quantile(best held-out scores, 0.95)``.
     Each of ``n_boot`` resamples draws ``len(values)`` values with replacement and takes
-    ``np.quantile(resample, q)`` (linear interpolation); the interval is the
+    ``np.quantile(resample, q, method=method)`` (default: linear interpolation); the interval is the
     ``(1 - conf) / 2`` and ``(1 + conf) / 2`` quantiles of those ``n_boot`` numbers.
     For a high quantile of a small sample the interval is coarse (it can only land on
     observed values and their neighbours): report it, do not hide it.
@@ -172,19 +213,23 @@ def bootstrap_quantile_interval(
         n_boot: number of bootstrap resamples, ``>= 10``.
         conf: two-sided confidence level in (0, 1).
         seed: seed (integer >= 0) or ``np.random.Generator`` that draws the resamples.
+        method: numpy's quantile method, one of :data:`QUANTILE_METHODS` ("linear", or
+            "weibull": position q (m + 1), the unbiased plotting position).
 
     Returns:
-        ``(low, high)`` floats. The point value is ``np.quantile(values, q)``.
+        ``(low, high)`` floats. The point value is ``np.quantile(values, q, method=method)``.
 
     Raises:
         ValueError: bad ``values`` (shape, too few, non-finite), ``q`` outside [0, 1],
-            ``n_boot < 10``, ``conf`` outside (0, 1), or a bad seed.
+            ``n_boot < 10``, ``conf`` outside (0, 1), an unknown method, or a bad seed.
     """
     arr = _as_1d_finite("values", values, 2)
     if isinstance(q, bool) or not isinstance(q, numbers.Real) or not 0.0 <= float(q) <= 1.0:
         raise ValueError(f"q must be a quantile in [0, 1] (0.95 for the 95th percentile), got {q!r}")
     n_boot = _check_count("n_boot", n_boot, 10)
     conf = _check_conf(conf)
+    if method not in QUANTILE_METHODS:
+        raise ValueError(f"method must be one of {list(QUANTILE_METHODS)}, got {method!r}")
     rng = _rng(seed)
     m = arr.shape[0]
     rows = max(1, _BOOT_CHUNK_VALUES // m)
@@ -192,7 +237,7 @@ def bootstrap_quantile_interval(
     for start in range(0, n_boot, rows):
         stop = min(n_boot, start + rows)
         idx = rng.integers(0, m, size=(stop - start, m))
-        boot[start:stop] = np.quantile(arr[idx], float(q), axis=1)
+        boot[start:stop] = np.quantile(arr[idx], float(q), axis=1, method=method)
     return _percentile_ends(boot, conf)
 
 

@@ -8,8 +8,10 @@ threshold is None, that best score reaches the threshold t:
     recall = |{ best(q) : q in Q, score(q) >= t }| / n_train
 
 The raw number grows with the number of queries |Q|, so it is shown against |Q|
-(:func:`recall_vs_n`) and next to the recall that the same number of real held-out videos
-reaches under the same rule (:func:`recall_with_baseline`).
+(:func:`recall_vs_n`). With the threshold None this is *coverage* (the paper's rule);
+with a threshold it counts training videos *reproduced* above the privacy threshold, a
+privacy number. :mod:`echoaudit.audit.coverage` gives both at video and patient level, the
+sample-size-corrected limit and the comparison with real held-out videos.
 
 Input ``best`` tables have one row per query and columns ``query``, ``train_video``,
 ``score`` (``train_video`` NA = no match); :func:`privacy.best_matches` makes them.
@@ -28,6 +30,7 @@ from echoaudit.audit.privacy import (
     _check_threshold,
     _require_frame,
 )
+from echoaudit.audit.scale import to_logit
 
 __all__ = [
     "DEFAULT_EF_BINS",
@@ -36,7 +39,6 @@ __all__ = [
     "recall_vs_n",
     "covered_train_videos",
     "coverage_by_group",
-    "recall_with_baseline",
 ]
 
 DEFAULT_EF_BINS: tuple[float, ...] = (0, 30, 40, 50, 60, 70, 100)
@@ -81,7 +83,8 @@ def _n_distinct(codes: np.ndarray) -> int:
 
 
 def _rule(threshold: float | None, n_queries: int, n_train: int) -> str:
-    cond = "best match only, no threshold" if threshold is None else f"best-match score >= {threshold:.3f}"
+    cond = ("best match only, no threshold" if threshold is None
+            else f"best-match score >= {to_logit(threshold):.2f} re-ID logit (probability {threshold:.6f})")
     return (
         f"share of {n_train} training videos that are the best match of at least one of "
         f"{n_queries} queries ({cond})"
@@ -322,59 +325,3 @@ def coverage_by_group(
         rows.append({"group": str(g), "n_train": n, "n_covered": k,
                      "coverage": k / n if n else float("nan"), "low": float(low), "high": float(high)})
     return pd.DataFrame(rows, columns=["group", "n_train", "n_covered", "coverage", "low", "high"])
-
-
-def recall_with_baseline(
-    best_synthetic: pd.DataFrame,
-    best_heldout: pd.DataFrame,
-    n_train: int,
-    threshold: float | None,
-    *,
-    seed: int = 0,
-    conf: float = 0.95,
-) -> dict:
-    """Synthetic recall next to what real held-out videos reach under the same rule.
-
-    Both recalls use the same rule and the same number of queries m = min(|S|, |H|):
-    the larger query set is subsampled to m without replacement with
-    ``np.random.default_rng(seed)``. ``adjusted_recall = recall_S / recall_H`` (NaN when
-    recall_H = 0): 1 means the generator covers the training set as well as fresh real
-    data would.
-
-    Returns:
-        dict with ``synthetic`` and ``heldout`` (each a :func:`generative_recall` dict),
-        ``n_queries`` (m), ``subsampled`` (``"synthetic"``, ``"heldout"`` or None),
-        ``adjusted_recall`` and ``rule``.
-    """
-    syn = _check_best(best_synthetic, "best_synthetic")
-    held = _check_best(best_heldout, "best_heldout")
-    n_train = _check_n_train(n_train)
-    t = _check_optional_threshold(threshold)
-    conf = _check_conf(conf)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
-    if len(syn) == 0 or len(held) == 0:
-        raise ValueError(
-            f"both query sets must be non-empty, got {len(syn)} synthetic and {len(held)} held-out queries"
-        )
-    m = min(len(syn), len(held))
-    rng = np.random.default_rng(int(seed))
-    subsampled = None
-    if len(syn) > m:
-        syn, subsampled = syn.iloc[np.sort(rng.choice(len(syn), size=m, replace=False))], "synthetic"
-    elif len(held) > m:
-        held, subsampled = held.iloc[np.sort(rng.choice(len(held), size=m, replace=False))], "heldout"
-    r_syn = _recall_from_codes(_matched_codes(syn, t), n_train, t, conf)
-    r_held = _recall_from_codes(_matched_codes(held, t), n_train, t, conf)
-    adjusted = r_syn["recall"] / r_held["recall"] if r_held["recall"] > 0 else float("nan")
-    return {
-        "synthetic": r_syn,
-        "heldout": r_held,
-        "n_queries": m,
-        "subsampled": subsampled,
-        "adjusted_recall": adjusted,
-        "rule": (
-            f"synthetic recall / held-out recall, both over {m} queries and {n_train} training videos "
-            + ("(best match only)" if t is None else f"(best-match score >= {t:.3f})")
-        ),
-    }

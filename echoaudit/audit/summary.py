@@ -1,6 +1,7 @@
-"""The headline numbers of one synthetic set, as one dict: threshold, flags, recall next
-to the real baseline, and the sample-size-corrected estimate of how many training videos
-the generator has learned. Pure: tables in, numbers out; every number carries its
+"""The headline numbers of one synthetic set, as one dict: threshold, flags, reproduction
+(training videos / patients re-identified above the threshold), coverage at video and
+patient level with its sample-size-corrected limit, and coverage relative to real held-out
+videos that did not set anything. Pure: tables in, numbers out; every number carries its
 interval and the rule that made it.
 """
 
@@ -10,29 +11,53 @@ from typing import Sequence
 
 import pandas as pd
 
+from echoaudit.audit.coverage import adjusted_coverage, coverage, reproduction
 from echoaudit.audit.intervals import bootstrap_auc
-from echoaudit.audit.occupancy import estimate_learned
 from echoaudit.audit.prdc import compute_prdc
-from echoaudit.audit.privacy import best_matches, calibrate_threshold, flag_summary, flag_videos, flags_per_patient
-from echoaudit.audit.recall import generative_recall, recall_with_baseline
+from echoaudit.audit.privacy import (
+    DEFAULT_RULE, THRESHOLD_RULES, CalibrationSplit, best_matches, calibrate, calibration_split, excess_over_null,
+    flag_summary, flag_videos, flags_per_patient,
+)
 
-__all__ = ["audit_summary", "learned_estimate"]
+__all__ = ["audit_summary", "coverage_summary"]
 
 
-def learned_estimate(best: pd.DataFrame, n_train: int, threshold: float | None, conf: float = 0.95) -> dict | None:
-    """Occupancy estimate of the number of learned training videos from best matches.
+def coverage_summary(
+    best_synthetic: pd.DataFrame,
+    best_heldout: pd.DataFrame,
+    *,
+    train_videos: Sequence[str],
+    train_patients: Sequence[str],
+    check_videos: Sequence[str],
+    n_boot: int = 500,
+    seed: int = 0,
+) -> dict:
+    """Coverage of one synthetic set next to the real baseline (no threshold anywhere).
 
-    k = distinct training videos hit by the queries whose best match counts (reaches the
-    threshold, or all queries when ``threshold`` is None), n = those queries.
+    The real baseline is the check part of the by-patient split of held-out videos
+    (:func:`privacy.calibration_split`): ``check_videos``, never the part that calibrates
+    the threshold. ``best_heldout`` may hold every held-out video; only the check videos
+    are used.
+
+    Returns:
+        dict with ``synthetic`` and ``real`` (:func:`coverage.coverage` of the whole
+        synthetic set and of the check videos), ``adjusted``
+        (:func:`coverage.adjusted_coverage`), ``check_videos`` and ``rule``.
     """
-    hits = best.dropna(subset=["train_video"])
-    if threshold is not None:
-        hits = hits[hits["score"] >= threshold]
-    n, k = len(hits), int(hits["train_video"].nunique())
-    if n == 0:
-        return None
-    est = estimate_learned(k, n, n_train, conf=conf)
-    return est.to_dict()
+    check = [str(v) for v in check_videos]
+    missing = sorted(set(check) - set(best_heldout["query"].astype(str)))
+    if missing:
+        raise ValueError(f"check_videos must be queries of best_heldout; missing: {missing[:5]} ({len(missing)} in all)")
+    best_check = best_heldout[best_heldout["query"].astype(str).isin(set(check))]
+    return {
+        "synthetic": coverage(best_synthetic, train_videos, train_patients),
+        "real": coverage(best_check, train_videos, train_patients),
+        "adjusted": adjusted_coverage(best_synthetic, best_check, train_videos, train_patients,
+                                      n_boot=n_boot, seed=seed),
+        "check_videos": check,
+        "rule": f"real baseline: the {len(check)} held-out videos of the check part (split by patient), "
+                "not the part that sets the threshold",
+    }
 
 
 def audit_summary(
@@ -40,20 +65,37 @@ def audit_summary(
     synthetic_scores: pd.DataFrame,
     *,
     train_videos: Sequence[str],
+    train_patients: Sequence[str],
     heldout_videos: Sequence[str],
+    heldout_patients: Sequence[str],
     synthetic_videos: Sequence[str],
+    split: CalibrationSplit | None = None,
+    clip: object = None,
     percentile: float = 95.0,
-    rule: str = "train_to_heldout",
+    rule: str = DEFAULT_RULE,
     score_column: str = "score",
     roc: pd.DataFrame | None = None,
     embeddings: tuple | None = None,
     n_boot: int = 1000,
     seed: int = 0,
+    split_seed: int = 0,
 ) -> dict:
     """Headline numbers for one synthetic set (see the module docstring).
 
     ``*_scores``: long tables (query, train_video, train_patient, score, ...) from the engine.
-    ``score_column``: "score" (max over frames) or "score_robust" (mean of the top frames).
+    ``train_patients`` / ``heldout_patients``: the patient of each listed video (coverage
+    at patient level, and the by-patient split that gives the real baseline; ``split_seed``
+    seeds :func:`privacy.calibration_split`).
+    ``split``: the workspace's calibration / check split of the held-out videos: the
+    threshold is set on its calibration part and its false-flag rate measured on its check
+    part (the real baseline of coverage too). None (a workspace built before the split):
+    the threshold is set on every held-out video, its false-flag rate and the excess over
+    it are "not measured", and coverage takes the split ``split_seed`` makes.
+    ``clip``: the clip spec the scores were computed on (named in the threshold sentence).
+    ``rule``: the threshold rule of the flags; ``rules`` holds both rules' calibrations,
+    each with its measured false-flag rate, for comparison.
+    ``score_column``: "score" (the clip score: mean over query frames of each frame's best logit),
+    "score_peak" (best single frame pair) or "score_robust" (mean of the top frames).
     ``roc``: optional table (label, score) of re-ID pairs for the AUC with its interval.
     ``embeddings``: optional (train (N, D), synthetic (M, D)) per-video embeddings for
     precision / recall / density / coverage (Naeem et al. 2020, k = 5).
@@ -65,27 +107,29 @@ def audit_summary(
 
     held, syn = use(heldout_scores), use(synthetic_scores)
     n_train = len(train_videos)
-    thr = calibrate_threshold(held, rule=rule, percentile=percentile, train_videos=list(train_videos),
-                              heldout_videos=list(heldout_videos), n_boot=n_boot, seed=seed)
+    rules = (rule,) + tuple(r for r in THRESHOLD_RULES if r != rule)
+    calibrations = {r: calibrate(held, train_videos=list(train_videos), heldout_videos=list(heldout_videos),
+                                 split=split, rule=r, percentile=percentile, clip=clip, n_boot=n_boot, seed=seed)
+                    for r in rules}
+    cal = calibrations[rule]
+    thr = cal.threshold
     flags = flag_videos(syn, thr.value, queries=list(synthetic_videos))
+    flagged = flag_summary(flags)
     best_syn = best_matches(syn, queries=list(synthetic_videos))
     best_held = best_matches(held, queries=list(heldout_videos))
+    if split is None:
+        split = calibration_split(list(heldout_videos), list(heldout_patients), seed=split_seed)
     out = {
         "score_column": score_column,
-        "threshold": thr.to_dict() | {"describe": thr.describe()},
-        "flags": flag_summary(flags),
+        "threshold": cal.to_dict(),
+        "flags": flagged,
+        "excess": excess_over_null(flagged, cal.check),
+        "rules": {r: c.to_dict() for r, c in calibrations.items()},
         "top_patients": flags_per_patient(flags).head(10).to_dict(orient="records"),
-        "recall": {
-            "thresholded": recall_with_baseline(best_syn, best_held, n_train, thr.value, seed=seed),
-            "best_match": recall_with_baseline(best_syn, best_held, n_train, None, seed=seed),
-            "raw_thresholded": generative_recall(best_syn, n_train, thr.value),
-        },
-        "learned": {
-            "synthetic": learned_estimate(best_syn, n_train, thr.value),
-            "heldout": learned_estimate(best_held, n_train, thr.value),
-            "synthetic_best_match": learned_estimate(best_syn, n_train, None),
-            "heldout_best_match": learned_estimate(best_held, n_train, None),
-        },
+        "reproduction": reproduction(best_syn, thr.value, list(train_videos), list(train_patients)),
+        "coverage": coverage_summary(best_syn, best_held, train_videos=list(train_videos),
+                                     train_patients=list(train_patients), check_videos=split.check,
+                                     n_boot=max(50, n_boot), seed=seed),
         "n_train": n_train,
         "n_synthetic": len(synthetic_videos),
         "n_heldout": len(heldout_videos),

@@ -7,12 +7,18 @@ score near 0.79 over 80 frames); synthetic ones can drift to another identity. A
 either re-identification probabilities P(same patient | frame 0, frame t) in [0, 1] or
 the Pearson correlations of :func:`embedding_correlation` in [-1, 1].
 
+Summaries leave frame 0 out (it is compared with itself) and give times in seconds:
+videos run at different rates (real EchoNet 50 fps, synthetic often 25 fps) and are
+queried every k-th frame, so a position in a curve is neither a frame nor a time.
+:func:`resample_curve` puts curves of any rate on one time grid;
+:func:`sample_spread_over_patients` picks the real curves to compare with.
+
 All functions are pure: no IO, no printing.
 """
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -21,11 +27,13 @@ __all__ = [
     "KINDS",
     "consistency_summary",
     "embedding_correlation",
+    "resample_curve",
+    "sample_spread_over_patients",
     "summarise_curves",
 ]
 
 KINDS: tuple[str, ...] = ("real", "synthetic")
-SUMMARY_COLUMNS: tuple[str, ...] = ("name", "kind", "n_frames", "mean", "min", "first_drop")
+SUMMARY_COLUMNS: tuple[str, ...] = ("name", "kind", "n_frames", "mean", "min", "first_drop", "drop_s")
 
 
 def _check_curve(curve: object, name: str = "curve") -> np.ndarray:
@@ -55,32 +63,109 @@ def _check_drop_at(drop_at: object) -> float:
     return value
 
 
-def _summary(arr: np.ndarray, drop_at: float) -> dict:
-    below = np.flatnonzero(arr < drop_at)
+def _check_times(times: object, n: int, name: str) -> np.ndarray:
+    arr = np.asarray(times, dtype=np.float64) if times is not None else None
+    if arr is None or arr.shape != (n,) or not np.all(np.isfinite(arr)) or np.any(np.diff(arr) <= 0):
+        got = None if arr is None else f"shape {arr.shape}"
+        raise ValueError(f"{name} must be {n} finite, strictly increasing times in seconds (one per curve point), "
+                         f"got {got}")
+    return arr
+
+
+def _summary(arr: np.ndarray, drop_at: float, times: np.ndarray | None = None) -> dict:
+    later = arr[1:]  # frame 0 is the first frame against itself
+    below = np.flatnonzero(later < drop_at)
+    first = int(below[0]) + 1 if below.size else None
     return {
         "n_frames": int(arr.size),
-        "mean": float(arr.mean()),
-        "min": float(arr.min()),
-        "first_drop": int(below[0]) if below.size else None,
+        "mean": float(later.mean()) if later.size else float("nan"),
+        "min": float(later.min()) if later.size else float("nan"),
+        "first_drop": first,
+        "drop_s": float(times[first]) if (first is not None and times is not None) else float("nan"),
     }
 
 
-def consistency_summary(curve: np.ndarray, *, drop_at: float = 0.5) -> dict:
-    """Summarise one consistency curve.
+def consistency_summary(curve: np.ndarray, *, drop_at: float = 0.5, times: np.ndarray | None = None) -> dict:
+    """Summarise one consistency curve, leaving out point 0 (the first frame against itself).
 
-    ``mean = (1/T) sum_t c[t]``, ``min = min_t c[t]``, ``first_drop = min{t : c[t] < drop_at}``
-    (None if the curve never drops below ``drop_at``).
+    ``mean = (1/(T-1)) sum_{t>=1} c[t]``, ``min = min_{t>=1} c[t]`` (NaN when T = 1),
+    ``first_drop = min{t >= 1 : c[t] < drop_at}`` (the position in the curve, None if it
+    never drops), ``drop_s = times[first_drop]`` (seconds; NaN without ``times`` or drop).
 
     Args:
         curve: (T,) float, T >= 1, values in [-1, 1] (probabilities or correlations).
         drop_at: level in [-1, 1]; 0.5 = the re-ID head's decision boundary.
+        times: optional (T,) strictly increasing times of the points, in seconds.
 
     Returns:
-        dict with ``n_frames`` (int), ``mean`` (float), ``min`` (float), ``first_drop``
-        (int frame index or None).
+        dict with ``n_frames`` (int), ``mean``, ``min`` (float), ``first_drop`` (int
+        position or None), ``drop_s`` (float seconds or NaN).
     """
     arr = _check_curve(curve)
-    return _summary(arr, _check_drop_at(drop_at))
+    t = None if times is None else _check_times(times, arr.size, "times")
+    return _summary(arr, _check_drop_at(drop_at), t)
+
+
+def resample_curve(times: np.ndarray, curve: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """A curve sampled at ``times`` (s), linearly interpolated onto ``grid`` (s).
+
+    Points of ``grid`` outside ``[times[0], times[-1]]`` get NaN (no extrapolation), so
+    curves of different lengths and rates average on one axis with ``np.nanmean``.
+
+    Args:
+        times: (T,) strictly increasing seconds; curve: (T,) values in [-1, 1];
+        grid: (G,) seconds.
+
+    Returns:
+        (G,) float64.
+    """
+    arr = _check_curve(curve)
+    t = _check_times(times, arr.size, "times")
+    g = np.asarray(grid, dtype=np.float64)
+    if g.ndim != 1 or not np.all(np.isfinite(g)):
+        raise ValueError(f"grid must be a 1-D array of finite seconds, got shape {g.shape}")
+    out = np.interp(g, t, arr)
+    out[(g < t[0]) | (g > t[-1])] = np.nan
+    return out
+
+
+def sample_spread_over_patients(names: Sequence[str], patients: Sequence[str], n: int, *, seed: int = 0) -> list[str]:
+    """A seeded sample of ``n`` videos spread over as many patients as possible.
+
+    Patients are shuffled with ``np.random.default_rng(seed)``, each patient's videos too;
+    then videos are taken round-robin: one video of every patient before a second of any.
+
+    Args:
+        names: (V,) unique video names; patients: (V,) the patient of each.
+        n: integer >= 1 (all videos when n >= V).
+        seed: integer >= 0.
+
+    Returns:
+        list of min(n, V) names, in the order taken.
+    """
+    names = [str(v) for v in names]
+    if patients is None or isinstance(patients, (str, bytes)) or len(patients) != len(names):
+        raise ValueError(f"patients must hold one patient per video ({len(names)})")
+    if len(set(names)) != len(names):
+        raise ValueError("names must be unique video names")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    rng = np.random.default_rng(int(seed))
+    by_patient: dict[str, list[str]] = {}
+    for v, p in zip(names, patients):
+        by_patient.setdefault(str(p), []).append(v)
+    order = [sorted(by_patient)[i] for i in rng.permutation(len(by_patient))]
+    queues = [[by_patient[p][i] for i in rng.permutation(len(by_patient[p]))] for p in order]
+    out: list[str] = []
+    depth = 0
+    while len(out) < min(int(n), len(names)):
+        for q in queues:
+            if depth < len(q) and len(out) < n:
+                out.append(q[depth])
+        depth += 1
+    return out
 
 
 def embedding_correlation(embeddings: np.ndarray) -> np.ndarray:
@@ -127,18 +212,20 @@ def summarise_curves(
     kind: Mapping[str, str],
     *,
     drop_at: float = 0.5,
+    times: Mapping[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
-    """One row per curve (:func:`consistency_summary`), labelled real or synthetic.
+    """One row per curve (:func:`consistency_summary`, point 0 left out), labelled real or synthetic.
 
     Args:
         curves: name -> (T,) curve; lengths may differ between videos.
         kind: name -> ``"real"`` or ``"synthetic"``; the same names as ``curves``.
         drop_at: level for ``first_drop``.
+        times: optional name -> (T,) seconds of each curve's points (for ``drop_s``).
 
     Returns:
         DataFrame sorted by kind then name, columns ``name`` (str), ``kind`` (str),
         ``n_frames`` (int64), ``mean``, ``min`` (float64), ``first_drop`` (nullable
-        ``Int64``, NA when the curve never drops).
+        ``Int64`` position, NA when the curve never drops), ``drop_s`` (float64 seconds).
     """
     if not isinstance(curves, Mapping) or not isinstance(kind, Mapping):
         raise ValueError(
@@ -159,9 +246,12 @@ def summarise_curves(
     rows = []
     for name, curve in curves.items():
         row = {"name": str(name), "kind": kind[name]}
-        row.update(_summary(_check_curve(curve, f"curves[{name!r}]"), level))
+        arr = _check_curve(curve, f"curves[{name!r}]")
+        t = None if times is None else _check_times(times.get(name), arr.size, f"times[{name!r}]")
+        row.update(_summary(arr, level, t))
         rows.append(row)
     out = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
-    out = out.astype({"name": str, "kind": str, "n_frames": np.int64, "mean": np.float64, "min": np.float64})
+    out = out.astype({"name": str, "kind": str, "n_frames": np.int64, "mean": np.float64, "min": np.float64,
+                      "drop_s": np.float64})
     out["first_drop"] = pd.array([r["first_drop"] for r in rows], dtype="Int64")
     return out.sort_values(["kind", "name"], kind="mergesort").reset_index(drop=True)
