@@ -301,13 +301,21 @@ def temporal_set_numbers(summary: pd.DataFrame, set_name: str, measure: str = "f
     means = part["mean"].dropna().to_numpy(np.float64)
     if means.size == 0:
         return None
-    half = 1.96 * means.std(ddof=1) / np.sqrt(means.size) if means.size > 1 else float("nan")
+    low = high = float("nan")
+    if means.size > 1 and np.ptp(means) > 0:
+        from scipy.stats import bootstrap
+
+        # Percentile bootstrap over videos: stays inside the scores' own range (a normal
+        # interval on probabilities near 1 ran past 1).
+        ci = bootstrap((means,), np.mean, n_resamples=2000, method="percentile", random_state=0).confidence_interval
+        low, high = float(ci.low), float(ci.high)
+    elif means.size > 1:
+        low = high = float(means[0])
     drops = part["drop_s"].dropna().to_numpy(np.float64)
-    return {"set": set_name, "n_videos": int(means.size), "mean": float(means.mean()),
-            "low": float(means.mean() - half), "high": float(means.mean() + half),
+    return {"set": set_name, "n_videos": int(means.size), "mean": float(means.mean()), "low": low, "high": high,
             "n_dropped": int(drops.size), "median_drop_s": float(np.median(drops)) if drops.size else float("nan"),
-            "rule": f"mean over {means.size} videos of each video's mean after its first frame; normal 95 % "
-                    "interval over videos"}
+            "rule": f"mean over {means.size} videos of each video's mean after its first frame; percentile "
+                    "bootstrap 95 % interval over videos"}
 
 
 def conventions_view(ws, synthetic: str | None, *, percentile: float = 95.0, conf: float = 0.95,

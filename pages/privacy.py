@@ -54,7 +54,7 @@ c1, c2, c3, c4, c5 = st.columns(5)
 c1.metric("Flagged synthetic videos", f"{s['n_flagged']} of {s['n_videos']}")
 c2.metric("Flagged share", f"{100 * s['share']:.1f} %", help=s["rule"])
 c2.caption(f"95 % Wilson CI {100 * s['low']:.1f}-{100 * s['high']:.1f} %")
-c3.metric("Excess over chance", f"{ex['videos']:.1f} videos" if ex["measured"] else "not measured",
+c3.metric("Excess (videos)", f"{ex['videos']:+.1f}" if ex["measured"] else "n/a",
           help=ex.get("rule", "needs a check part of held-out patients"))
 if ex["measured"]:
     c3.caption(f"95 % interval {ex['videos_low']:.1f} to {ex['videos_high']:.1f} videos (Newcombe)")
