@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from echoaudit.audit.privacy import calibration_split
+from echoaudit.audit.calibration import calibration_split
 from echoaudit.audit.temporal import sample_spread_over_patients
 from echoaudit.data.clips import ClipSpec
 from echoaudit.engine import AuditEngine, EngineConfig, build_training_index

@@ -24,12 +24,20 @@ import numpy as np
 import pandas as pd
 
 from echoaudit.audit.privacy import (
-    DEFAULT_RULE, RULE_NAMES, THRESHOLD_RULES, best_matches, calibration_scores, excess_over_null, false_flag_rate,
-    filtered_list, flag_summary, flag_videos, flags_per_patient, percentile_of_threshold,
+    DEFAULT_RULE,
+    RULE_NAMES,
+    THRESHOLD_RULES,
+    best_matches,
+    calibration_scores,
+    filtered_list,
+    flag_summary,
+    flag_videos,
+    flags_per_patient,
 )
+from echoaudit.audit.calibration import excess_over_null, false_flag_rate, percentile_of_threshold
 from echoaudit.audit.scale import from_logit, logit_range, to_logit
 from echoaudit.audit.coverage import reproduction
-from echoaudit.audit.privacy import calibration_split
+from echoaudit.audit.calibration import calibration_split
 from echoaudit.audit.recall import coverage_by_group, covered_train_videos, recall_vs_n, recall_vs_threshold
 from echoaudit.audit.summary import coverage_summary
 from echoaudit.audit.temporal import sample_spread_over_patients, summarise_curves
@@ -96,7 +104,7 @@ def calibration_view(ws, synthetic: str | None = None, *, percentile: float = 95
     """The calibrated thresholds of every rule and the slider's logit range.
 
     Returns a dict: ``default`` (the default rule's name), ``rules`` (rule -> its
-    :class:`~echoaudit.audit.privacy.Calibration` as a dict: value, logit, bootstrap
+    :class:`~echoaudit.audit.calibration.Calibration` as a dict: value, logit, bootstrap
     interval, measured false-flag rate ``check`` (None: not measured), ``sentence``),
     ``table`` (one row per rule for the page: rule, logit, probability, stated and measured
     false-flag rates), and ``range`` ((lo, hi) in logit units holding every held-out and
@@ -181,7 +189,7 @@ def reid_auc(ws, *, n_boot: int = 1000, seed: int = 0) -> dict | None:
 def _check_videos(ws) -> list[str]:
     """The real baseline's videos: the check part of the workspace's calibration split
     (the same split as the privacy check); for a workspace without one, the same
-    :func:`~echoaudit.audit.privacy.calibration_split` (seed 0) of its held-out videos."""
+    :func:`~echoaudit.audit.calibration.calibration_split` (seed 0) of its held-out videos."""
     split = ws.calibration_split
     if split is None:
         split = calibration_split(ws.heldout.names, list(ws.heldout.patients), seed=0)

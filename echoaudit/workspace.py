@@ -250,18 +250,19 @@ class Workspace:
 
     @property
     def calibration_split(self):
-        """The :class:`~echoaudit.audit.privacy.CalibrationSplit` of the held-out patients,
+        """The :class:`~echoaudit.audit.calibration.CalibrationSplit` of the held-out patients,
         or None (a version-2 workspace, or a single held-out patient: no check part)."""
-        from echoaudit.audit.privacy import CalibrationSplit
+        from echoaudit.audit.calibration import CalibrationSplit
 
         split = self.manifest.get("calibration")
         return None if not split else CalibrationSplit.from_dict(split)
 
     def calibration(self, percentile: float = 95.0, rule: str | None = None, *, n_boot: int = 500, seed: int = 0):
         """The threshold set on the calibration patients and its false-flag rate measured on
-        the check patients (:func:`~echoaudit.audit.privacy.calibrate`); ``rule`` None =
+        the check patients (:func:`~echoaudit.audit.calibration.calibrate`); ``rule`` None =
         the default (held-out-to-train)."""
-        from echoaudit.audit.privacy import DEFAULT_RULE, calibrate
+        from echoaudit.audit.privacy import DEFAULT_RULE
+        from echoaudit.audit.calibration import calibrate
 
         return calibrate(self.heldout_scores, train_videos=self.train.names, heldout_videos=self.heldout.names,
                          split=self.calibration_split, rule=rule or DEFAULT_RULE, percentile=percentile,

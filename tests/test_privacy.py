@@ -11,20 +11,22 @@ import pytest
 from echoaudit.audit import intervals
 from echoaudit.audit.privacy import (
     DEFAULT_RULE,
-    Calibration,
-    CalibrationSplit,
     Threshold,
     best_matches,
-    calibrate,
     calibrate_threshold,
     calibration_scores,
-    calibration_split,
-    excess_over_null,
-    false_flag_rate,
     filtered_list,
     flag_summary,
     flag_videos,
     flags_per_patient,
+)
+from echoaudit.audit.calibration import (
+    Calibration,
+    CalibrationSplit,
+    calibrate,
+    calibration_split,
+    excess_over_null,
+    false_flag_rate,
     percentile_of_threshold,
     threshold_sentence,
 )

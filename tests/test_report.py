@@ -14,8 +14,9 @@ from PIL import Image
 import html as html_mod
 
 from echoaudit import report as R
-from echoaudit.audit.privacy import best_matches, excess_over_null
-from echoaudit.audit.scale import to_logit
+from echoaudit.audit.privacy import best_matches
+from echoaudit.audit.calibration import excess_over_null
+from echoaudit.audit.scale import LOGIT_MAX, to_logit
 from echoaudit.audit.privacy import flag_summary, flag_videos
 from echoaudit.audit.recall import generative_recall
 from echoaudit.errors import EchoAuditError
@@ -64,7 +65,8 @@ def test_calibration_view_both_rules_and_a_slider_range_around_them(ws):
     lo, hi = view["range"]
     best = best_matches(ws.synthetic_scores(name), queries=ws.synthetic(name).names)["score"]
     for x in [d["logit"] for d in view["rules"].values()] + list(to_logit(best.to_numpy())):
-        assert lo < x < hi or x >= 36.0  # only p = 1.0 (logit 36.7) may sit at the top end
+        # inside the range; only p = 1.0 (logit LOGIT_MAX = 36.7) may pass its top, which stops at 36
+        assert lo < x and (x < hi if x < LOGIT_MAX else hi == 36.0)
 
 
 def test_unknown_synthetic_set_is_a_clear_error(ws):

@@ -3,7 +3,8 @@ import pandas as pd
 import pytest
 
 from echoaudit.audit.coverage import adjusted_coverage, coverage
-from echoaudit.audit.privacy import best_matches, calibration_split
+from echoaudit.audit.privacy import best_matches
+from echoaudit.audit.calibration import calibration_split
 from echoaudit.audit.summary import audit_summary
 
 
@@ -62,7 +63,7 @@ def test_coverage_of_a_set_without_matches_has_no_limit():
 
 def test_summary_threshold_is_set_on_calibration_and_checked_on_check_patients():
     from echoaudit.audit.intervals import newcombe_interval
-    from echoaudit.audit.privacy import calibrate, false_flag_rate
+    from echoaudit.audit.calibration import calibrate, false_flag_rate
 
     rng = np.random.default_rng(1)
     train, train_p, held, held_p, h, s = _tables(rng)

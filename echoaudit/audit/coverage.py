@@ -36,7 +36,7 @@ hits fewer items than the data did); this form does not.
 re-identifies at or above the privacy threshold (its best match scores >= t).
 
 The real baseline must not come from the held-out videos that set the threshold: pass the
-check part of :func:`echoaudit.audit.privacy.calibration_split` (held-out videos split by
+check part of :func:`echoaudit.audit.calibration.calibration_split` (held-out videos split by
 patient, fixed seed) as ``best_real``.
 
 Input ``best`` tables have one row per query and columns ``query``, ``train_video``,

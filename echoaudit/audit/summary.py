@@ -15,9 +15,14 @@ from echoaudit.audit.coverage import adjusted_coverage, coverage, reproduction
 from echoaudit.audit.intervals import bootstrap_auc
 from echoaudit.audit.prdc import compute_prdc
 from echoaudit.audit.privacy import (
-    DEFAULT_RULE, THRESHOLD_RULES, CalibrationSplit, best_matches, calibrate, calibration_split, excess_over_null,
-    flag_summary, flag_videos, flags_per_patient,
+    DEFAULT_RULE,
+    THRESHOLD_RULES,
+    best_matches,
+    flag_summary,
+    flag_videos,
+    flags_per_patient,
 )
+from echoaudit.audit.calibration import CalibrationSplit, calibrate, calibration_split, excess_over_null
 
 __all__ = ["audit_summary", "coverage_summary"]
 
@@ -35,7 +40,7 @@ def coverage_summary(
     """Coverage of one synthetic set next to the real baseline (no threshold anywhere).
 
     The real baseline is the check part of the by-patient split of held-out videos
-    (:func:`privacy.calibration_split`): ``check_videos``, never the part that calibrates
+    (:func:`calibration.calibration_split`): ``check_videos``, never the part that calibrates
     the threshold. ``best_heldout`` may hold every held-out video; only the check videos
     are used.
 
@@ -85,7 +90,7 @@ def audit_summary(
     ``*_scores``: long tables (query, train_video, train_patient, score, ...) from the engine.
     ``train_patients`` / ``heldout_patients``: the patient of each listed video (coverage
     at patient level, and the by-patient split that gives the real baseline; ``split_seed``
-    seeds :func:`privacy.calibration_split`).
+    seeds :func:`calibration.calibration_split`).
     ``split``: the workspace's calibration / check split of the held-out videos: the
     threshold is set on its calibration part and its false-flag rate measured on its check
     part (the real baseline of coverage too). None (a workspace built before the split):
