@@ -8,10 +8,23 @@ Session keys shared between pages: ``synthetic_set`` (sidebar selectbox, mirrore
 ``audit_threshold`` (the threshold set on the Privacy page, a probability, used by Inspect,
 Coverage and Report). Page-only keys carry the page's prefix (``privacy_threshold``: the
 slider, in re-ID logit units; ``privacy_rule``, ``inspect_*``).
+
+Several people can use one server at once. What is shared between their sessions is
+read-only: the Workspace (``st.cache_resource``; pages never mutate it or its tables) and
+``st.cache_data`` results of workspace data, which Streamlit hands out as copies. Anything
+derived from an upload (its decoded frames, its scores, the side-by-side MP4 that shows
+it) is cached with ``scope="session"`` (:data:`UPLOAD_CACHES`), so it is never served to
+another session and is dropped when its session disconnects; what Streamlit itself keeps
+of a closed session (the uploaded file, the MP4 it served) goes with
+:func:`forget_closed_sessions`. Uploads are decoded in memory; the log gets one line per
+upload with a sha256 prefix and the byte size, never the file's name or content (see
+SECURITY.md).
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 from pathlib import Path
 
@@ -26,12 +39,21 @@ from echoaudit.workspace import Workspace
 
 __all__ = [
     "workspace_root", "workspace_version", "open_workspace", "require_workspace", "page_setup", "build_panel",
+    "forget_closed_sessions",
     "pending_panel", "no_synthetic_set", "sidebar", "synthetic_set",
     "calibrated_threshold", "calibration_data", "current_threshold", "set_threshold", "privacy_data", "auc_data",
     "coverage_data",
     "temporal_data", "pca_data", "thumbnails", "training_frames", "query_video", "generate_video",
-    "workspace_video", "tiled_mp4", "selected_videos", "show_error",
+    "workspace_video", "tiled_mp4", "selected_videos", "show_error", "upload_digest", "read_upload", "UPLOAD_CACHES",
 ]
+
+log = logging.getLogger("echoaudit.dashboard")
+if not log.handlers and not logging.getLogger().handlers:
+    # `streamlit run` configures only Streamlit's own loggers: print ours the same way.
+    _handler = logging.StreamHandler()
+    _handler.setFormatter(logging.Formatter("%(asctime)s %(levelname) -7s %(name)s: %(message)s"))
+    log.addHandler(_handler)
+    log.setLevel(logging.INFO)
 
 
 def workspace_root() -> str:
@@ -161,9 +183,46 @@ def page_setup() -> Workspace:
     Pages call this rather than relying on app.py for the sidebar, so a page also works
     when run on its own (AppTest.switch_page runs the page file without the entry file).
     """
+    forget_closed_sessions()
     ws = require_workspace()
     sidebar(ws)
     return ws
+
+
+_forget_failed: list[str] = []  # said once per process
+
+
+def forget_closed_sessions() -> int:
+    """Drop what Streamlit still holds of sessions that are gone: their uploaded files and
+    media (the side-by-side MP4 that shows an upload). Returns how many sessions it cleared.
+
+    Streamlit (1.67) frees a session's files when the session is shut down, but a browser
+    tab that is simply closed is kept for a reconnection (``server.disconnectedSessionTTL``,
+    120 s) and then forgotten without a shutdown, so its upload would stay in the server's
+    memory until the server stops. Every page run calls this, so the next run of any
+    session clears it. Reads Streamlit internals; if they change, it does nothing."""
+    try:
+        from streamlit.runtime import Runtime
+
+        if not Runtime.exists():  # bare mode (AppTest has a mock one: AttributeError below)
+            return 0
+        rt = Runtime.instance()
+        alive = {info.session.id for info in rt._session_mgr.list_sessions()}  # connected or reconnectable
+        uploads, media = rt.uploaded_file_mgr, rt.media_file_mgr
+        gone_uploads = [sid for sid in list(uploads.file_storage) if sid not in alive]
+        gone_media = [sid for sid in list(media._files_by_session_and_coord) if sid not in alive]
+        for sid in gone_uploads:
+            uploads.remove_session_files(sid)
+        for sid in gone_media:
+            media.clear_session_refs(sid)
+        if gone_media:
+            media.remove_orphaned_files()
+    except Exception as exc:  # noqa: BLE001 - Streamlit's internals moved (or AppTest's mock): keep working
+        if not _forget_failed:
+            _forget_failed.append(type(exc).__name__)
+            log.debug("cannot clear closed sessions' files here: %s", type(exc).__name__)
+        return 0
+    return len(set(gone_uploads) | set(gone_media))
 
 
 def no_synthetic_set(ws: Workspace, what: str = "to audit") -> None:
@@ -280,7 +339,9 @@ def thumbnails(root: str, set_name: str, names: tuple[str, ...]) -> dict[str, st
     (``"heldout"``) or a synthetic set (its name)."""
     ws = open_workspace(root)
     ds = {"train": ws.train, "heldout": ws.heldout}.get(set_name) or ws.synthetic(set_name)
-    return R.video_thumbnails(ds, list(names))
+    from echoaudit.media import video_thumbnails
+
+    return video_thumbnails(ds, list(names))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -297,11 +358,26 @@ def workspace_video(root: str, set_name: str, name: str) -> tuple[np.ndarray, fl
     return v.frames, v.fps
 
 
-@st.cache_data(show_spinner="Scoring the video against the training set ...", max_entries=16)
-def query_video(root: str, frames: np.ndarray, name: str, fps: float | None = None):
+def query_video(root: str, frames: np.ndarray, name: str, fps: float | None = None, *, upload: bool = False):
     """VideoScores of (T, size, size) frames in [0, 1] (cached on the frames' content);
-    with ``fps``, conformed to the workspace's clip spec first (see Workspace.query)."""
+    with ``fps``, conformed to the workspace's clip spec first (see Workspace.query).
+    ``upload=True``: the frames come from a user's upload, so the result is cached for
+    this session only."""
+    return (_query_upload if upload else _query_shared)(root, frames, name, fps)
+
+
+def _query(root: str, frames: np.ndarray, name: str, fps: float | None):
     return open_workspace(root).query(frames, name, fps=fps)
+
+
+@st.cache_data(show_spinner="Scoring the video against the training set ...", max_entries=16)
+def _query_shared(root: str, frames: np.ndarray, name: str, fps: float | None):
+    return _query(root, frames, name, fps)
+
+
+@st.cache_data(show_spinner="Scoring the video against the training set ...", max_entries=2, scope="session")
+def _query_upload(root: str, frames: np.ndarray, name: str, fps: float | None):
+    return _query(root, frames, name, fps)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -311,12 +387,67 @@ def generate_video(root: str, generator: str, seed: int, ef: float | None, steps
     return np.asarray(frames)[0]
 
 
-@st.cache_data(show_spinner="Rendering the side-by-side video ...", max_entries=16)
-def tiled_mp4(videos: tuple[np.ndarray, ...], captions: tuple[str, ...], fps: float) -> bytes:
-    """One H.264 MP4 of the tiled videos, so the query and its matches loop in step."""
-    from echoaudit.data.video import video_to_mp4_bytes
+def tiled_mp4(videos: tuple[np.ndarray, ...], captions: tuple[str, ...], fps: float, *, upload: bool = False) -> bytes:
+    """One H.264 MP4 of the tiled videos, so the query and its matches loop in step.
+    ``upload=True``: a tile shows a user's upload, so the MP4 is cached for this session only."""
+    return (_tiled_upload if upload else _tiled_shared)(videos, captions, fps)
 
-    return video_to_mp4_bytes(R.tile_videos(list(videos), list(captions)), fps)
+
+def _tiled(videos: tuple[np.ndarray, ...], captions: tuple[str, ...], fps: float) -> bytes:
+    from echoaudit.data.video import video_to_mp4_bytes
+    from echoaudit.media import tile_videos
+
+    return video_to_mp4_bytes(tile_videos(list(videos), list(captions)), fps)
+
+
+@st.cache_data(show_spinner="Rendering the side-by-side video ...", max_entries=16)
+def _tiled_shared(videos: tuple[np.ndarray, ...], captions: tuple[str, ...], fps: float) -> bytes:
+    return _tiled(videos, captions, fps)
+
+
+@st.cache_data(show_spinner="Rendering the side-by-side video ...", max_entries=2, scope="session")
+def _tiled_upload(videos: tuple[np.ndarray, ...], captions: tuple[str, ...], fps: float) -> bytes:
+    return _tiled(videos, captions, fps)
+
+
+# ---------------------------------------------------------------------------------------
+# uploads: decoded in memory, cached per session, logged by hash
+
+
+def upload_digest(data: bytes) -> str:
+    """The first 16 hex digits of the upload's sha256: what the log says about an upload."""
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def read_upload(up, size: int) -> tuple[np.ndarray, float, str]:
+    """(frames (T, size, size) float32 in [0, 1], fps, sha256 prefix) of an ``st.file_uploader``
+    file, decoded from its bytes in memory (nothing is written to disk) and cached for this
+    session only. The type comes from the name's extension; the name itself is neither
+    logged nor cached. Raises VideoError (EchoAuditError) for a file that is no usable video."""
+    data = up.getvalue()
+    extension = "." + str(up.name).rsplit(".", 1)[-1].lower()
+    digest = upload_digest(data)
+    logged = st.session_state.setdefault("_logged_uploads", set())
+    if digest not in logged:  # once per upload and session, whatever the caches hold
+        logged.add(digest)
+        log.info("upload sha256:%s %d bytes", digest, len(data))
+    try:
+        return _decode_upload(data, extension, int(size))
+    except EchoAuditError as exc:
+        log.info("upload sha256:%s rejected (%s)", digest, type(exc).__name__)
+        raise
+
+
+@st.cache_data(show_spinner="Reading the video ...", max_entries=2, scope="session")
+def _decode_upload(data: bytes, extension: str, size: int) -> tuple[np.ndarray, float, str]:
+    from echoaudit.data.video import load_video
+
+    video = load_video(data, extension=extension, size=size)
+    return video.frames, video.fps, upload_digest(data)
+
+
+#: The st.cache_data functions whose values derive from a user's upload: all session-scoped.
+UPLOAD_CACHES = (_decode_upload, _query_upload, _tiled_upload)
 
 
 def selected_videos(event) -> list[str]:

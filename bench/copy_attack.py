@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,17 +33,27 @@ from echoaudit.data.attacks import ATTACK_FAMILIES  # noqa: E402
 from echoaudit.data.clips import ClipSpec  # noqa: E402
 from echoaudit.data.echonet import EchoNetDataset  # noqa: E402
 from echoaudit.data.phantom import render_video, sample_acquisition, sample_anatomy  # noqa: E402
+from echoaudit.data.video import load_video, write_video  # noqa: E402
+
+
+def _stored(frames_u8: np.ndarray, fps: float, size: int, folder: Path) -> np.ndarray:
+    """The frames as the data set stores and reads them (AVI with the writer's codec, the
+    data set's reader): fresh patients must reach the filter the way held-out ones do."""
+    path = write_video(folder / "clip.avi", frames_u8, fps)
+    return load_video(path, size=size).frames
 
 
 def _phantom_clips(kind: str, seed: int, view: str, patients, videos, frames: int, fps: float, size: int,
-                   source_of=None) -> list[Clip]:
+                   source_of=None, stored: bool = True) -> list[Clip]:
     out = []
-    for p in patients:
-        anat = sample_anatomy(seed, view, int(p))
-        for v in videos:
-            x, _ = render_video(anat, sample_acquisition(seed, view, int(p), int(v)), frames=frames, fps=fps, size=size)
-            pid = source_of(int(p)) if source_of else ""
-            out.append(Clip(f"{kind}_{seed}_{p}_{v}", kind, x.astype(np.float32) / 255, fps, "", pid))
+    with tempfile.TemporaryDirectory() as tmp:
+        for p in patients:
+            anat = sample_anatomy(seed, view, int(p))
+            for v in videos:
+                x, _ = render_video(anat, sample_acquisition(seed, view, int(p), int(v)), frames=frames, fps=fps, size=size)
+                pid = source_of(int(p)) if source_of else ""
+                x = _stored(x, fps, size, Path(tmp)) if stored else x.astype(np.float32) / 255
+                out.append(Clip(f"{kind}_{seed}_{p}_{v}", kind, x, fps, "", pid))
     return out
 
 
@@ -57,6 +68,8 @@ def main(argv=None) -> int:
     ap.add_argument("--same-patient", type=int, default=24, help="new videos of this many training patients")
     ap.add_argument("--phantom-seed", type=int, default=0, help="the seed the data set's phantom was made with")
     ap.add_argument("--fresh-seed", type=int, default=11, help="phantom seed of the unseen patients")
+    ap.add_argument("--in-memory", action="store_true",
+                    help="score fresh patients' videos as rendered, not stored and read back like the data set's")
     ap.add_argument("--fps", type=float, default=25.0, help="clip spec: the synthetic set's frame rate")
     ap.add_argument("--frames", type=int, default=32, help="clip spec: the synthetic set's clip length")
     ap.add_argument("--index-stride", type=int, default=8)
@@ -100,14 +113,15 @@ def main(argv=None) -> int:
     clips = attack_clips(train, n_videos=args.copies, seed=args.seed, size=size, families=families)
     clips += [Clip(n, "calibration", held.load(i, size=size).frames, float(held.table["FPS"].iloc[i]))
               for i, n in enumerate(held.names)]
-    clips += _phantom_clips("unseen", args.fresh_seed, view, range(args.unseen_patients), (0, 1), frames, fps, size)
+    clips += _phantom_clips("unseen", args.fresh_seed, view, range(args.unseen_patients), (0, 1), frames, fps, size,
+                            stored=not args.in_memory)
     # new acquisitions (video numbers no data set uses) of training patients
     tag = view.upper()
     train_pats = sorted({int(str(p).split("-")[-1]) for p in train.patients})
     rng = np.random.default_rng([args.seed, 7])
     chosen = rng.choice(train_pats, min(args.same_patient, len(train_pats)), replace=False)
     clips += _phantom_clips("same_patient", args.phantom_seed, view, chosen, (90,), frames, fps, size,
-                            source_of=lambda p: f"{tag}-{p:04d}")
+                            source_of=lambda p: f"{tag}-{p:04d}", stored=not args.in_memory)
     scores = score_clips(models, clips, spec)
 
     cal = scores[scores["kind"] == "calibration"]["reid"].to_numpy()
@@ -122,7 +136,8 @@ def main(argv=None) -> int:
           f"{args.index_stride}th training frame; k = {args.k}; {len(train)} training videos")
     print(f"# default threshold (held-out-to-train, 95th percentile of {len(cal)} held-out videos' best logits): "
           f"{thr:.3f} (logit)")
-    print(f"# unseen: {len(neg)} videos of {args.unseen_patients} fresh patients (phantom seed {args.fresh_seed}); "
+    print(f"# unseen: {len(neg)} videos of {args.unseen_patients} fresh patients (phantom seed {args.fresh_seed}, "
+          f"{'as rendered' if args.in_memory else 'stored and read back like the data set'}); "
           f"copies: {args.copies} training videos x family x strength")
     for _, r in table.iterrows():
         label = f"{r['family']}" + (f" ({r['strength']})" if r["strength"] else "")

@@ -38,9 +38,9 @@ from tqdm.auto import tqdm
 from echoaudit.audit.calibration import calibration_split
 from echoaudit.audit.temporal import sample_spread_over_patients
 from echoaudit.data.clips import ClipSpec
-from echoaudit.engine import AuditEngine, EngineConfig, build_training_index
+from echoaudit.engine import AuditEngine, EngineConfig, build_training_index, index_vectors
 from echoaudit.errors import EchoAuditError
-from echoaudit.fileio import atomic_dir, atomic_path, model_fingerprint, write_json
+from echoaudit.fileio import atomic_dir, atomic_path, model_fingerprint, remove_tree, write_json
 from echoaudit.workspace import MANIFEST, Workspace, clip_source_frames, load_manifest
 
 __all__ = ["BuildConfig", "MANIFEST_VERSION", "SetAudit", "create_workspace", "complete_workspace",
@@ -312,18 +312,24 @@ def create_workspace(
     # 2. Index of TRAIN frames.
     t0 = time.time()
     ecfg = cfg.engine
+    # The frame size is part of it: chunks embedded at another size must not be resumed.
     fingerprint = {"vae": models["vae"]["sha256"], "reid": models["reid"]["sha256"], "data": _data_fingerprint(train),
-                   "index_stride": ecfg.index_stride}
+                   "index_stride": ecfg.index_stride, "size": ecfg.size}
 
     from echoaudit.data.prefetch import VideoPrefetcher
 
-    with VideoPrefetcher(train, size=ecfg.size, frame_step=ecfg.index_stride) as videos:
-        def embed_train(i: int) -> np.ndarray:  # frames 0, s, 2s, ... (s = index_stride)
-            return embed_video_frames(vae_m, reid_m, videos.get(i).frames)
+    index = _finished_index(root / "index", fingerprint)  # a build stopped after its index resumes here
+    if index is not None:
+        emb = index_vectors(index)
+        report(0.3, "indexing training frames: reusing the index of the interrupted build")
+    else:
+        with VideoPrefetcher(train, size=ecfg.size, frame_step=ecfg.index_stride) as videos:
+            def embed_train(i: int) -> np.ndarray:  # frames 0, s, 2s, ... (s = index_stride)
+                return embed_video_frames(vae_m, reid_m, videos.get(i).frames)
 
-        index, emb = build_training_index(train, root / "index", embed_video=embed_train, fingerprint=fingerprint,
-                                          index_stride=ecfg.index_stride,
-                                          progress=lambda f, m: report(0.05 + 0.25 * f, f"indexing training frames: {m}"))
+            index, emb = build_training_index(
+                train, root / "index", embed_video=embed_train, fingerprint=fingerprint, index_stride=ecfg.index_stride,
+                progress=lambda f, m: report(0.05 + 0.25 * f, f"indexing training frames: {m}"))
     engine = AuditEngine(vae_m, reid_m, index, emb, ecfg)
     stage("index", t0)
 
@@ -385,6 +391,42 @@ def create_workspace(
     return complete_workspace(Workspace(root), progress=lambda f, m: report(0.5 + 0.5 * f, m))
 
 
+def _finished_index(folder: Path, fingerprint: dict):
+    """The index in ``folder`` when it is complete and was built from exactly
+    ``fingerprint`` with the default config (what ``build_training_index`` would make
+    again), else None."""
+    from echoaudit.errors import IndexMismatchError
+    from echoaudit.index import EmbeddingIndex, IndexConfig, _normalize_fingerprint
+
+    if (folder / "partial").exists() or not (folder / "index.json").is_file():
+        return None
+    try:
+        index = EmbeddingIndex.load(folder, expected_fingerprint=fingerprint)
+    except (EchoAuditError, IndexMismatchError, OSError):
+        return None  # damaged or of other inputs: build it again
+    if index.fingerprint != _normalize_fingerprint(fingerprint) or index.config != IndexConfig():
+        return None
+    return index
+
+
+def _finished_set(folder: Path, generator: Path, cfg: "BuildConfig") -> bool:
+    """True when ``folder`` holds a complete synthetic set (FileList.csv and
+    generator.json) that ``generator`` made with ``cfg``'s settings."""
+    import json
+
+    from echoaudit.fileio import model_fingerprint
+    from echoaudit.generate import GENERATOR_JSON
+
+    try:
+        rec = json.loads((folder / GENERATOR_JSON).read_text())
+    except (OSError, ValueError):
+        return False
+    want = {"checkpoint_sha256": model_fingerprint(generator), "seed": cfg.seed, "n": cfg.n_synthetic,
+            "steps": cfg.steps, "guidance": float(cfg.guidance), "num_frames": cfg.synthetic_frames,
+            "ef": "drawn from the training EFs"}
+    return (folder / "FileList.csv").is_file() and all(rec.get(k) == v for k, v in want.items())
+
+
 def complete_workspace(ws: Workspace, *, progress: Progress | None = None) -> Workspace:
     """Generate and audit each synthetic set still pending in ``ws`` (the demo's generators),
     recording each in the manifest as soon as it is done. Returns the reopened workspace."""
@@ -402,11 +444,15 @@ def complete_workspace(ws: Workspace, *, progress: Progress | None = None) -> Wo
                 progress(min(1.0, lo + span * f), msg)
 
         out = ws.root / "synthetic" / g
-        if out.exists():  # left by an interrupted build
-            shutil.rmtree(out)
-        generate_dataset(ws.generator_path(g), ws.vae, out, n=cfg.n_synthetic, seed=cfg.seed, steps=cfg.steps,
-                         guidance=cfg.guidance, num_frames=cfg.synthetic_frames,
-                         progress=lambda f, m: report(0.7 * f, f"generating with {g}: {m}"))
+        if _finished_set(out, ws.generator_path(g), cfg):  # generated before an interruption: audit it
+            report(0.7, f"generating with {g}: made before the interruption")
+        else:
+            if out.exists():  # a set left half-written by an interrupted build
+                remove_tree(out)
+            # generate_dataset keeps its finished batches beside ``out`` and resumes from them
+            generate_dataset(ws.generator_path(g), ws.vae, out, n=cfg.n_synthetic, seed=cfg.seed, steps=cfg.steps,
+                             guidance=cfg.guidance, num_frames=cfg.synthetic_frames,
+                             progress=lambda f, m: report(0.7 * f, f"generating with {g}: {m}"))
         # ws keeps its loaded models and index; add_synthetic_set rewrites the manifest from disk.
         add_synthetic_set(ws, g, out, info={"generator": g, "n": cfg.n_synthetic, "seed": cfg.seed, "steps": cfg.steps},
                           seconds=time.time() - t0, progress=lambda f, m: report(0.7 + 0.3 * f, f"auditing {g}: {m}"))
@@ -450,7 +496,9 @@ def add_synthetic_set(ws: Workspace, name: str, folder: str | Path, *, info: dic
     """Score an EchoNet-format synthetic folder against the workspace and record it in the
     manifest as set ``name`` (its scores, temporal curves and embeddings are files of its
     own; the manifest is written last). ``info`` describes where the set came from
-    (default: an external folder). Replaces an earlier set of the same name. Its videos
+    (default: an external folder). Replaces an earlier set of the same name: the new
+    files are written beside the old ones and the manifest switches in one write, so a
+    run stopped at any point leaves the old set or the new one, whole. Its videos
     are scored on the workspace's clip spec (``manifest["clip"]``), as the held-out
     videos the threshold came from were; a version-2 workspace (none) scores them as stored."""
     from echoaudit.data.echonet import EchoNetDataset
@@ -466,8 +514,14 @@ def add_synthetic_set(ws: Workspace, name: str, folder: str | Path, *, info: dic
     audit = audit_synthetic_set(ws.engine, syn, name, top=int(cfg.get("top", 10)), progress=progress,
                                 clip=ws.clip_spec)
     root = ws.root
-    files = {"scores": f"scores/synthetic_{name}.parquet", "temporal": f"scores/temporal_{name}.parquet",
+    plain = {"scores": f"scores/synthetic_{name}.parquet", "temporal": f"scores/temporal_{name}.parquet",
              "embeddings": f"scores/embeddings_{name}.parquet", "first_frames": f"scores/first_frames_{name}.parquet"}
+    # A set that replaces one of the same name gets files of other names (".b": no set
+    # name has a dot), and the manifest switches to them in one write: a run stopped
+    # before that keeps the old set whole, never the old manifest entry over new scores.
+    alt = {k: v.replace(".parquet", ".b.parquet") for k, v in plain.items()}
+    files = alt if load_manifest(root)["scores"].get(f"synthetic_{name}") == plain["scores"] else plain
+    others = {k: (plain[k], alt[k]) for k in plain}
     _save_parquet(audit.scores, root / files["scores"])
     _save_parquet(audit.temporal, root / files["temporal"])
     _save_parquet(audit.embeddings, root / files["embeddings"])
@@ -476,9 +530,9 @@ def add_synthetic_set(ws: Workspace, name: str, folder: str | Path, *, info: dic
     manifest = load_manifest(root)  # the file as it is now, not as ws was opened
     tables = manifest["scores"]
     tables[f"synthetic_{name}"] = files["scores"]
-    for key, rel in (("temporal", files["temporal"]), ("video_embeddings", files["embeddings"])):
+    for key, kind in (("temporal", "temporal"), ("video_embeddings", "embeddings")):
         parts = tables[key] if isinstance(tables[key], list) else [tables[key]]
-        tables[key] = [p for p in parts if p != rel] + [rel]
+        tables[key] = [p for p in parts if p not in others[kind]] + [files[kind]]
     tables.setdefault(FIRST_FRAMES, {})[name] = files["first_frames"]
     folder = Path(folder).resolve()
     manifest.setdefault("synthetic", {})[name] = {"path": _rel(folder, root), **(info or {"generator": "external"}),
@@ -487,4 +541,8 @@ def add_synthetic_set(ws: Workspace, name: str, folder: str | Path, *, info: dic
     if seconds is not None:
         manifest.setdefault("build", {}).setdefault("timings", {})[f"synthetic_{name}"] = round(seconds, 2)
     write_json(root / MANIFEST, manifest)
+    for kind, names in others.items():  # the replaced set's files, no longer listed
+        for rel in names:
+            if rel != files[kind]:
+                (root / rel).unlink(missing_ok=True)
     return audit.scores

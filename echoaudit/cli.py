@@ -35,6 +35,20 @@ def cmd_phantom(args) -> None:
         _montage(root, args.montage, args.montage_videos)
 
 
+def _open_data(path, args):
+    """The data set at ``path``; with ``--skip-missing`` the rows of missing or unreadable
+    videos are left out and listed (on stderr) instead of stopping the command."""
+    from echoaudit.data.echonet import EchoNetDataset
+
+    skip = bool(getattr(args, "skip_missing", False))
+    ds = EchoNetDataset.open(path, on_missing="skip" if skip else "error")
+    if skip and len(ds.skipped):
+        print(f"skipped {len(ds.skipped)} listed videos of {path} (--skip-missing):", file=sys.stderr)
+        for r in ds.skipped.itertuples():
+            print(f"  {r.FileName}: {r.reason}", file=sys.stderr)
+    return ds
+
+
 def _montage(root, png, n_videos: int) -> None:
     from echoaudit.data.echonet import EchoNetDataset
     from echoaudit.data.video import montage_png
@@ -69,13 +83,12 @@ def cmd_train_vae(args) -> None:
 
 def cmd_eval_vae(args) -> None:
     from echoaudit.audit.image_quality import reconstruction_metrics
-    from echoaudit.data.echonet import EchoNetDataset
     from echoaudit.models.vae import FrameVAE
     from echoaudit.train.vae import sample_frames
 
     _threads(args)
     vae = FrameVAE.from_pretrained(args.vae)
-    ds = EchoNetDataset.open(args.data).split(args.split)
+    ds = _open_data(args.data, args).split(args.split)
     frames = sample_frames(ds, frames_per_video=args.frames_per_video, seed=args.seed)
     recon = vae.decode(vae.encode(frames)).numpy()
     m = reconstruction_metrics(frames, recon)
@@ -92,7 +105,7 @@ def cmd_train_reid(args) -> None:
     cfg = ReIDTrainConfig(epochs=args.epochs, pairs_per_epoch=args.pairs, batch_size=args.batch_size, lr=args.lr,
                           width=args.width, embed_dim=args.embed_dim, patience=args.patience, seed=args.seed,
                           augmented_fraction=args.augmented_fraction, copy_fraction=args.copy_fraction,
-                          hard_fraction=args.hard_fraction)
+                          hard_fraction=args.hard_fraction, mirror_invariant=args.mirror_invariant)
     if args.space == "latent":
         if args.latents is None:
             raise ValueError("--space latent reads a latent cache: give --latents DIR (make one with `echoaudit encode`)")
@@ -182,7 +195,6 @@ def cmd_assets(args) -> None:
 
 def cmd_index(args) -> None:
     from echoaudit.build import _data_fingerprint, embed_video_frames
-    from echoaudit.data.echonet import EchoNetDataset
     from echoaudit.engine import build_training_index
     from echoaudit.fileio import model_fingerprint
     from echoaudit.index import IndexConfig
@@ -190,10 +202,10 @@ def cmd_index(args) -> None:
     from echoaudit.models.vae import FrameVAE
 
     _threads(args)
-    ds = EchoNetDataset.open(args.data).split(args.split)
+    ds = _open_data(args.data, args).split(args.split)
     vae, reid = FrameVAE.from_pretrained(args.vae), load_reid(args.reid)
     fingerprint = {"vae": model_fingerprint(args.vae), "reid": model_fingerprint(args.reid), "data": _data_fingerprint(ds),
-                   "index_stride": args.stride}
+                   "index_stride": args.stride, "size": args.size}
     index, _ = build_training_index(
         ds, args.out, fingerprint=fingerprint, index_stride=args.stride, config=IndexConfig(kind=args.kind),
         embed_video=lambda i: embed_video_frames(vae, reid, ds.load(i, size=args.size).frames[:: args.stride]))
@@ -226,12 +238,11 @@ def cmd_query(args) -> None:
 # --- workspace, audit -------------------------------------------------------------------
 
 def cmd_encode(args) -> None:
-    from echoaudit.data.echonet import EchoNetDataset
     from echoaudit.latents import encode_dataset
     from echoaudit.models.vae import FrameVAE
 
     _threads(args)
-    cache = encode_dataset(EchoNetDataset.open(args.data), FrameVAE.from_pretrained(args.vae), args.out,
+    cache = encode_dataset(_open_data(args.data, args), FrameVAE.from_pretrained(args.vae), args.out,
                            frames=args.frames, seed=args.seed, augment=args.copies > 0,
                            augment_copies=max(1, args.copies), augment_stride=args.copy_stride)
     print(f"wrote latents {tuple(cache.latents.shape)} to {args.out}")
@@ -259,6 +270,8 @@ def cmd_demo(args) -> None:
 
 
 def cmd_audit(args) -> None:
+    import pandas as pd
+
     from echoaudit.audit.summary import audit_summary
     from echoaudit.build import add_synthetic_set
     from echoaudit.fileio import write_json
@@ -282,7 +295,6 @@ def cmd_audit(args) -> None:
                                 split_seed=int(ws.manifest.get("build", {}).get("seed", 0)),
                                 percentile=args.percentile, rule=args.rule, score_column=args.score,
                                 roc=ws.reid_roc, n_boot=args.n_boot, embeddings=_video_embeddings(ws, name))
-        write_json(out_dir / f"{name}_summary.json", summary)
         from echoaudit.audit.privacy import flag_videos
         from echoaudit.fileio import atomic_path
 
@@ -291,7 +303,22 @@ def cmd_audit(args) -> None:
                             summary["threshold"]["value"], queries=syn.names)
         with atomic_path(out_dir / f"{name}_flags.csv") as tmp:
             flags.to_csv(tmp, index=False)
+        from echoaudit.review.view import review_view
+
+        rev = review_view(ws, name, summary["threshold"]["value"], score_column=args.score)
+        summary["review"] = {"counts": rev["counts"], "sentence": rev["sentence"],
+                             "release": rev["release"].videos, "release_sentence": rev["release_sentence"]}
+        write_json(out_dir / f"{name}_summary.json", summary)
+        with atomic_path(out_dir / f"{name}_release.csv") as tmp:
+            pd.DataFrame({"video": rev["release"].videos}).to_csv(tmp, index=False)
         _print_summary(name, summary)
+        print(f"  reviewer decisions: {rev['sentence']}")
+        if len(rev["current"]):
+            cur = rev["current"]
+            for r in cur.itertuples():
+                print(f"    {r.synthetic_video} vs {r.train_video}: {r.verdict} by {r.reviewer} "
+                      f"at {r.decided_at:%Y-%m-%d %H:%M} UTC")
+        print(f"  filtered set: {rev['release_sentence']} ({name}_release.csv)")
     print(f"tables and JSON summaries in {out_dir}")
 
 
@@ -345,7 +372,7 @@ def _print_summary(name: str, s: dict) -> None:
 
 
 def cmd_report(args) -> None:
-    from echoaudit.report import write_report
+    from echoaudit.report_files import write_report
     from echoaudit.workspace import Workspace
 
     ws = Workspace(args.workspace)
@@ -354,6 +381,69 @@ def cmd_report(args) -> None:
     if paths.get("png_error"):
         print(paths["png_error"], file=sys.stderr)
     print(f"report written to {paths['folder']} ({paths['html']})")
+
+
+# --- review -----------------------------------------------------------------------------
+
+def _review_store(args):
+    from echoaudit.review import DecisionStore
+    from echoaudit.workspace import load_manifest
+
+    load_manifest(args.workspace)  # one clear line for a folder that is not a workspace
+    return DecisionStore.for_workspace(args.workspace)
+
+
+def _decision_context(ws, args) -> dict:
+    from echoaudit.review.view import decision_context
+
+    if args.threshold is None:
+        thr = ws.threshold(args.percentile, args.rule, n_boot=10)  # the value does not depend on the bootstrap
+        threshold, rule = thr.value, f"{thr.rule} p{args.percentile:g}"
+    else:
+        threshold, rule = args.threshold, "manual"
+    return decision_context(ws, args.set, args.video, args.train_video, threshold=threshold, rule=rule,
+                            score_column=args.score)
+
+
+def cmd_review_decide(args) -> None:
+    from echoaudit.review import DecisionStore
+    from echoaudit.review.decision import check_verdict
+    from echoaudit.workspace import Workspace
+
+    check_verdict(args.verdict)  # before the workspace's tables are read
+    ws = Workspace(args.workspace)
+    ctx = _decision_context(ws, args)
+    d = DecisionStore.for_workspace(ws.root).record(
+        synthetic_set=args.set, synthetic_video=args.video, train_video=args.train_video, verdict=args.verdict,
+        reviewer=args.reviewer, note=args.note, **ctx)
+    print(f"recorded {d.verdict} for {d.synthetic_set}/{d.synthetic_video} vs {d.train_video} "
+          f"(patient {d.train_patient}) by {d.reviewer} at {d.decided_at:%Y-%m-%d %H:%M:%S} UTC: "
+          f"score {d.score:.6f}, threshold {d.threshold:.6f} ({d.rule}); decision {d.decision_uid}")
+
+
+def cmd_review_list(args) -> None:
+    store = _review_store(args)
+    table = store.history(args.set) if args.history else store.current(args.set)
+    if table.empty:
+        print(f"no decisions{f' on set {args.set!r}' if args.set else ''} in {store.url}")
+        return
+    table = table.assign(decided_at=table["decided_at"].dt.strftime("%Y-%m-%d %H:%M:%S UTC"))
+    cols = ["synthetic_set", "synthetic_video", "train_video", "verdict", "reviewer", "decided_at", "score", "note"]
+    print(table[cols].to_string(index=False))
+    what = "decisions (history)" if args.history else "current verdicts"
+    print(f"{len(table)} {what} in {store.url}")
+
+
+def cmd_review_export(args) -> None:
+    store = _review_store(args)
+    n = store.export_csv(args.out, args.set)
+    print(f"wrote {n} decisions to {args.out} (from {store.url})")
+
+
+def cmd_review_import(args) -> None:
+    store = _review_store(args)
+    added, skipped = store.import_csv(args.file)
+    print(f"imported {added} decisions into {store.url}; skipped {skipped} already present")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -411,6 +501,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="share of negative pairs drawn from the anchor's nearest other-patient videos")
     trr.add_argument("--copy-fraction", type=float, default=0.4,
                      help="share of positive pairs that are disguised copies (same video, within a few frames)")
+    trr.add_argument("--mirror-invariant", action="store_true",
+                     help="embed each frame and its left-right mirror identically (a mirrored copy is a copy); "
+                          "on the phantom psax view it lifted mirrored copies flagged from 79 %% to 100 %% but "
+                          "also fresh patients flagged from 7.7 %% to 14.3 %%, so it is not the default yet")
     trr.add_argument("--size", type=int, default=112)
     trr.add_argument("--seed", type=int, default=0)
     trr.add_argument("--threads", type=int, default=0)
@@ -478,6 +572,8 @@ def build_parser() -> argparse.ArgumentParser:
     ee.set_defaults(func=cmd_eval_vae)
 
     en = sub.add_parser("encode", help="encode a data set into a latent cache")
+    en.add_argument("--skip-missing", action="store_true",
+                    help="leave out (and list) listed videos that are missing or unreadable instead of stopping")
     en.add_argument("--data", required=True, type=Path)
     en.add_argument("--vae", required=True, type=Path)
     en.add_argument("--out", required=True, type=Path)
@@ -505,6 +601,8 @@ def build_parser() -> argparse.ArgumentParser:
     wc.set_defaults(func=cmd_workspace_create)
 
     ix = sub.add_parser("index", help="embed a split's frames with VAE + re-ID and build the FAISS index")
+    ix.add_argument("--skip-missing", action="store_true",
+                    help="leave out (and list) listed videos that are missing or unreadable instead of stopping")
     ix.add_argument("--data", required=True, type=Path)
     ix.add_argument("--vae", required=True, type=Path)
     ix.add_argument("--reid", required=True, type=Path)
@@ -554,6 +652,37 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--percentile", type=float, default=95.0)
     rp.add_argument("--no-png", action="store_true", help="skip the PNG figures (kaleido + Chromium)")
     rp.set_defaults(func=cmd_report)
+
+    rv = sub.add_parser("review", help="reviewer decisions: record, list, export, import").add_subparsers(
+        dest="action", required=True)
+    rd = rv.add_parser("decide", help="record a verdict on a (synthetic video, training video) pair")
+    rd.add_argument("--workspace", required=True, type=Path)
+    rd.add_argument("--set", required=True, help="the synthetic set")
+    rd.add_argument("--video", required=True, help="the synthetic video (FileName)")
+    rd.add_argument("--train-video", required=True, help="the training video it was compared with")
+    rd.add_argument("--verdict", required=True, help="confirmed_copy, not_a_copy or unsure")
+    rd.add_argument("--reviewer", required=True)
+    rd.add_argument("--note", default="")
+    rd.add_argument("--percentile", type=float, default=95.0, help="percentile of the calibrated threshold recorded")
+    rd.add_argument("--rule", default=None, help="threshold rule (default: heldout_to_train)")
+    rd.add_argument("--threshold", type=float, default=None,
+                    help="threshold probability the reviewer used instead of the calibrated one")
+    rd.add_argument("--score", default="score", help="score column the reviewer saw (score, score_peak, score_robust)")
+    rd.set_defaults(func=cmd_review_decide)
+    rl = rv.add_parser("list", help="current verdicts with reviewer and time")
+    rl.add_argument("--workspace", required=True, type=Path)
+    rl.add_argument("--set", default=None, help="only this synthetic set")
+    rl.add_argument("--history", action="store_true", help="every decision, oldest first, not just the current ones")
+    rl.set_defaults(func=cmd_review_list)
+    rx = rv.add_parser("export", help="write the decision history to a CSV")
+    rx.add_argument("--workspace", required=True, type=Path)
+    rx.add_argument("--out", required=True, type=Path)
+    rx.add_argument("--set", default=None, help="only this synthetic set")
+    rx.set_defaults(func=cmd_review_export)
+    ri = rv.add_parser("import", help="add the decisions of an exported CSV (rows already present are skipped)")
+    ri.add_argument("--workspace", required=True, type=Path)
+    ri.add_argument("file", type=Path)
+    ri.set_defaults(func=cmd_review_import)
     return p
 
 

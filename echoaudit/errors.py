@@ -8,6 +8,8 @@ __all__ = [
     "DatasetError",
     "CheckpointError",
     "IndexMismatchError",
+    "ConfigError",
+    "ReviewError",
 ]
 
 
@@ -29,3 +31,13 @@ class CheckpointError(EchoAuditError):
 
 class IndexMismatchError(EchoAuditError):
     """An index queried with models or data other than those it was built from."""
+
+
+class ConfigError(EchoAuditError):
+    """A JSON manifest or config file that cannot be used: unreadable, not UTF-8, not
+    valid JSON, too large, too deeply nested, numbers out of range, or the wrong types."""
+
+
+class ReviewError(EchoAuditError):
+    """A reviewer decision that cannot be recorded or read: a bad verdict, an empty
+    reviewer, a score outside [0, 1], a bad row of an imported CSV, an unusable database."""

@@ -15,8 +15,10 @@ drawn (with replacement) from the training EFs recorded in the generator's
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -26,9 +28,9 @@ import torch
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from echoaudit.data.echonet import SPLITS, EchoNetDataset, EchoNetWriter
+from echoaudit.data.echonet import FILELIST, SPLITS, EchoNetDataset, EchoNetWriter
 from echoaudit.errors import CheckpointError, EchoAuditError
-from echoaudit.fileio import model_fingerprint, write_json
+from echoaudit.fileio import atomic_dir, atomic_path, model_fingerprint, remove_tree, write_json
 from echoaudit.models.diffusion import EchoVideoPipeline
 from echoaudit.train.diffusion import TRAINING_JSON
 
@@ -137,14 +139,24 @@ def generate_latents(
 
 
 def _batches(
-    pipe, vae, *, n, seed, steps, ef, guidance, num_frames, batch_size, progress
+    pipe, vae, *, n, seed, steps, ef, guidance, num_frames, batch_size, progress, cache: Path | None = None
 ):
-    """Yield (first index, uint8 frames (b, T, H, W), EFs (b,)) batch by batch."""
+    """Yield (first index, uint8 frames (b, T, H, W), EFs (b,)) batch by batch.
+
+    ``cache``: a folder where each finished batch is kept (``batch_<first>.npy``); a batch
+    found there is read back instead of generated again (the caller keys the folder on
+    every setting that changes the frames)."""
     _check_common(n, seed, batch_size)
     _check_vae(pipe, vae)
     efs = _efs(pipe, ef, n, seed)
     for first in range(0, n, batch_size):
         b = min(batch_size, n - first)
+        frames = _cached_batch(cache, first, b)
+        if frames is not None:
+            if progress is not None:
+                progress((first + b) / n, f"videos {first + 1}-{first + b} of {n}: made before the interruption")
+            yield first, frames, efs[first : first + b]
+            continue
 
         def step_progress(frac, msg, first=first, b=b):
             if progress is not None:
@@ -154,9 +166,47 @@ def _batches(
                                num_frames=num_frames, first=first, progress=step_progress)
         frames = vae.decode(lat.flatten(0, 1)).numpy()
         frames = np.round(frames * 255.0).astype(np.uint8).reshape(b, lat.shape[1], *frames.shape[1:])
+        if cache is not None:
+            with atomic_path(cache / _batch_name(first)) as tmp:
+                np.save(tmp, frames, allow_pickle=False)
         if progress is not None:
             progress((first + b) / n, f"decoded videos {first + 1}-{first + b} of {n}")
         yield first, frames, efs[first : first + b]
+
+
+def _batch_name(first: int) -> str:
+    return f"batch_{first:06d}.npy"
+
+
+def _cached_batch(cache: Path | None, first: int, b: int) -> np.ndarray | None:
+    """The frames of a batch finished before an interruption, or None (missing or damaged)."""
+    if cache is None:
+        return None
+    try:  # mapped, not read: checking what is there costs no more than its header
+        frames = np.load(cache / _batch_name(first), mmap_mode="r", allow_pickle=False)
+    except Exception:  # missing, truncated, not an array: generate it again
+        return None
+    return frames if frames.dtype == np.uint8 and frames.ndim == 4 and len(frames) == b else None
+
+
+def _partial_folder(out_root: Path) -> Path:
+    """Where :func:`generate_dataset` keeps finished batches until the set is written."""
+    return out_root.parent / f".{out_root.name}.partial"
+
+
+def _open_partial(out_root: Path, request: dict) -> Path:
+    """The batch folder of ``out_root`` for ``request`` (everything the frames depend on):
+    kept when an interrupted run left it for the same request, emptied otherwise."""
+    folder = _partial_folder(out_root)
+    if folder.exists():
+        try:
+            old = json.loads((folder / "request.json").read_text())
+        except (OSError, ValueError):
+            old = None
+        if old != request:
+            remove_tree(folder)
+    write_json(folder / "request.json", request)
+    return folder
 
 
 def generate_videos(
@@ -224,6 +274,14 @@ def generate_dataset(
     FileList.csv records the checkpoint (path and sha256), seed, steps, guidance, n, EF
     setting, frames and fps.
 
+    Resumable: every finished batch is kept in ``.<out_root name>.partial/`` beside
+    ``out_root`` (uint8 frames, keyed by every setting the frames depend on) until the set
+    is written; a run stopped at any point (even killed) and started again with the same
+    settings generates only the missing batches, with the same result. The set itself is
+    written after all batches exist, ``FileList.csv`` last: a folder with a FileList is a
+    complete set. With ``overwrite``, a set already at ``out_root`` stays whole until the
+    new one, written beside it, replaces the folder in one step.
+
     Args:
         pipeline_folder: the generator folder (``best/`` of a training run).
         fps: frame rate written; default: the generator's.
@@ -246,16 +304,11 @@ def generate_dataset(
     if not math.isfinite(rate) or rate <= 0:
         raise EchoAuditError(f"fps must be a number > 0; got {fps!r}")
     out_root = Path(out_root)
-    with EchoNetWriter(out_root, overwrite=overwrite) as writer:
-        for first, frames, efs in tqdm(
-            _batches(pipe, vae, n=n, seed=seed, steps=steps, ef=ef, guidance=guidance, num_frames=num_frames,
-                     batch_size=batch_size, progress=progress),
-            total=math.ceil(n / batch_size), desc="generating", unit="batch",
-        ):
-            for j, (video, value) in enumerate(zip(frames, efs)):
-                writer.add(f"SYN_{seed}_{first + j:04d}", video, rate, ef=float(value), split=split,
-                           view=pipe.config.view, Source=SYNTHETIC_SOURCE, Seed=int(seed))
-    write_json(out_root / GENERATOR_JSON, {
+    EchoNetWriter(out_root, overwrite=overwrite)  # refuses an existing set before any work
+    _check_common(n, seed, batch_size)
+    _check_vae(pipe, vae)
+    efs = _efs(pipe, ef, n, seed)
+    record = {
         "checkpoint": str(pipeline_folder.absolute()),
         "checkpoint_sha256": model_fingerprint(pipeline_folder),
         "vae_fingerprint": vae.fingerprint,
@@ -263,7 +316,39 @@ def generate_dataset(
         "ef": "drawn from the training EFs" if ef is None else (float(ef) if np.isscalar(ef) else [float(v) for v in ef]),
         "num_frames": int(num_frames or pipe.config.num_frames), "fps": rate, "split": str(split).upper(),
         "scheduler": type(pipe.scheduler).__name__, "noise_seed": "video i: SeedSequence([seed, i])",
-    })
+    }
+    # 1. Generate, keeping each finished batch: a run that is stopped (killed, crashed)
+    # and started again with the same settings generates only the batches still missing.
+    request = {k: record[k] for k in ("checkpoint_sha256", "vae_fingerprint", "seed", "n", "steps", "guidance",
+                                      "num_frames", "scheduler")}
+    request.update(efs=[float(v) for v in efs], batch_size=int(batch_size))
+    cache = _open_partial(out_root, request)
+    n_batches = math.ceil(n / batch_size)
+    done = sum(_cached_batch(cache, f, min(batch_size, n - f)) is not None for f in range(0, n, batch_size))
+    if done:
+        msg = f"resuming: {done} of {n_batches} batches generated before the interruption"
+        tqdm.write(msg, file=sys.stderr)
+        if progress is not None:
+            progress(0.0, msg)
+    for _ in tqdm(_batches(pipe, vae, n=n, seed=seed, steps=steps, ef=efs, guidance=guidance, num_frames=num_frames,
+                           batch_size=batch_size, progress=progress, cache=cache),
+                  total=n_batches, desc="generating", unit="batch"):
+        pass
+    # 2. Write the set (videos, generator.json, FileList.csv last: a folder with a
+    # FileList is complete), then drop the batches. A set it replaces is swapped out
+    # whole at the end (atomic_dir), so it stays readable until then.
+    replace = (out_root / FILELIST).is_file()
+    with (atomic_dir(out_root) if replace else contextlib.nullcontext(out_root)) as target:
+        with EchoNetWriter(target) as writer:
+            for first in range(0, n, batch_size):
+                frames = _cached_batch(cache, first, min(batch_size, n - first))
+                if frames is None:
+                    raise EchoAuditError(f"{cache / _batch_name(first)} disappeared while the set was written; run again")
+                for j, video in enumerate(frames):
+                    writer.add(f"SYN_{seed}_{first + j:04d}", video, rate, ef=float(efs[first + j]), split=split,
+                               view=pipe.config.view, Source=SYNTHETIC_SOURCE, Seed=int(seed))
+            write_json(Path(target) / GENERATOR_JSON, record)
+    remove_tree(cache)
     return out_root
 
 

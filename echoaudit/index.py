@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, ClassVar
@@ -34,7 +35,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from .errors import CheckpointError, EchoAuditError, IndexMismatchError
-from .fileio import atomic_dir, sha256_file, write_json
+from .fileio import atomic_dir, read_json, sha256_file, write_json
 
 __all__ = [
     "IndexConfig",
@@ -491,18 +492,13 @@ class EmbeddingIndex:
             raise CheckpointError(
                 f"no complete index in {folder}: missing {', '.join(missing)}; build it with `echoaudit index ...`"
             )
-        try:
-            info = json.loads((folder / "index.json").read_text())
-            kind, dim, ntotal = info["kind"], int(info["dim"]), int(info["ntotal"])
-            config_dict, params, files = info["config"], info["params"], info["files"]
-            fingerprint = info["fingerprint"]
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-            raise CheckpointError(f"{folder / 'index.json'} is corrupt ({err!r}); {_FIX}") from err
+        info = read_json(folder / "index.json", what="index record", error=CheckpointError)
         if info.get("format_version") != FORMAT_VERSION:
             raise CheckpointError(
-                f"{folder} has index format {info.get('format_version')!r}, this version reads "
+                f"{folder} has index format {str(info.get('format_version'))[:40]!r}, this version reads "
                 f"{FORMAT_VERSION}; {_FIX}"
             )
+        kind, dim, ntotal, config_dict, params, files, fingerprint = _check_record(info, folder / "index.json")
         if expected_fingerprint is not None:
             diff = _fingerprint_diff(_normalize_fingerprint(expected_fingerprint), fingerprint)
             if diff:
@@ -517,26 +513,195 @@ class EmbeddingIndex:
         # here instead of surfacing as a FAISS/parquet error or wrong search results.
         for name, meta in files.items():
             path = folder / name
-            if path.stat().st_size != meta["bytes"] or sha256_file(path) != meta["sha256"]:
+            try:
+                intact = path.stat().st_size == meta["bytes"] and sha256_file(path) == meta["sha256"]
+            except OSError as err:
+                raise CheckpointError(f"{path} cannot be read ({err.strerror or err}); {_FIX}") from err
+            if not intact:
                 raise CheckpointError(f"{path} is corrupt (size or sha256 differs from index.json); {_FIX}")
+        # FAISS trusts the lengths inside its file: a crafted one allocates what it claims
+        # (GBs) before reading, and out-of-range neighbour ids crash a search. Walk it first.
+        problem = _faiss_layout_problem((folder / "index.faiss").read_bytes(), kind, dim, ntotal)
+        if problem:
+            raise CheckpointError(f"{folder / 'index.faiss'} is corrupt: {problem}; {_FIX}")
         try:
             index = faiss.read_index(str(folder / "index.faiss"))
+        except Exception as err:  # FAISS raises RuntimeError
+            raise CheckpointError(f"{folder / 'index.faiss'} cannot be read by FAISS ({_last_line(err)}); {_FIX}") from err
+        try:
             metadata = pd.read_parquet(folder / "metadata.parquet")
-        except Exception as err:  # FAISS raises RuntimeError, parquet several kinds
-            raise CheckpointError(f"cannot read the index in {folder}: {err}; {_FIX}") from err
+        except Exception as err:  # pyarrow raises several kinds
+            raise CheckpointError(f"{folder / 'metadata.parquet'} cannot be read ({_last_line(err)}); {_FIX}") from err
         if index.d != dim or index.ntotal != ntotal or len(metadata) != ntotal:
             raise CheckpointError(
                 f"{folder} is inconsistent: index.json says {ntotal} vectors of dim {dim}, the FAISS file "
-                f"holds {index.ntotal} of dim {index.d}, metadata has {len(metadata)} rows; {_FIX}"
+                f"holds {index.ntotal} of dim {index.d}, metadata.parquet has {len(metadata)} rows; {_FIX}"
+            )
+        if _KIND_OF.get(type(index).__name__, kind) != kind:
+            raise CheckpointError(
+                f"{folder} is inconsistent: index.json says kind {kind!r}, the FAISS file holds a "
+                f"{type(index).__name__}; {_FIX}"
             )
         # Whether to search on a GPU belongs to this machine, not to the saved index.
         if config_dict.get("gpu") is True:
             config_dict = {**config_dict, "gpu": None}
         try:
             config = IndexConfig(**config_dict)
-        except (TypeError, EchoAuditError) as err:
-            raise CheckpointError(f"{folder / 'index.json'} has an unusable config ({err}); {_FIX}") from err
-        return cls(index, metadata, fingerprint=fingerprint, config=config, kind=kind, params=params)
+            return cls(index, metadata, fingerprint=fingerprint, config=config, kind=kind, params=params)
+        except (TypeError, KeyError, EchoAuditError) as err:
+            raise CheckpointError(f"{folder / 'index.json'} has an unusable config or params ({err}); {_FIX}") from err
+
+
+# What each backend's FAISS index reads back as (the CPU form that save writes).
+_KIND_OF = {"IndexFlatIP": "flat", "IndexIVFFlat": "ivf", "IndexHNSWFlat": "hnsw"}
+# Resolved backend parameters: name -> (lowest value, highest value).
+_PARAM_RANGES = {"nlist": (1, 2**31 - 1), "nprobe": (1, 2**31 - 1), "hnsw_m": (2, 2**16),
+                 "ef_construction": (1, 2**31 - 1), "ef_search": (1, 2**31 - 1)}
+
+
+def _last_line(err: BaseException) -> str:
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    return (lines[-1] if lines else type(err).__name__)[:300]
+
+
+class _Layout:
+    """Reads the fields of a FAISS file in order; every length is checked against the
+    bytes left before anything is taken."""
+
+    def __init__(self, data: bytes):
+        self.data, self.pos = data, 0
+
+    def take(self, fmt: str):
+        size = struct.calcsize(fmt)
+        if self.pos + size > len(self.data):
+            raise ValueError(f"the file ends at byte {len(self.data)}, inside a field at {self.pos}")
+        values = struct.unpack_from(fmt, self.data, self.pos)
+        self.pos += size
+        return values if len(values) > 1 else values[0]
+
+    def vector(self, dtype: str, what: str, expected: int | None = None) -> np.ndarray:
+        n = self.take("<Q")
+        itemsize = np.dtype(dtype).itemsize
+        if n > (len(self.data) - self.pos) // itemsize:
+            raise ValueError(f"{what} claim {n} entries ({n * itemsize} bytes), but only "
+                             f"{len(self.data) - self.pos} bytes are left")
+        if expected is not None and n != expected:
+            raise ValueError(f"{what} has {n} entries, expected {expected}")
+        out = np.frombuffer(self.data, dtype=dtype, count=n, offset=self.pos)
+        self.pos += n * itemsize
+        return out
+
+    def header(self, fourcc: bytes, dim: int, ntotal: int, what: str) -> None:
+        got = self.take("4s")
+        if got != fourcc:
+            raise ValueError(f"{what} is {got!r}, expected {fourcc!r}")
+        d, n, _, _, _, metric = self.take("<iqqqBi")
+        if (d, n, metric) != (dim, ntotal, faiss.METRIC_INNER_PRODUCT):
+            raise ValueError(f"{what} holds {n} vectors of dim {d} (metric {metric}), "
+                             f"expected {ntotal} of dim {dim} (inner product)")
+
+    def flat(self, dim: int, ntotal: int, what: str) -> None:
+        self.header(b"IxFI", dim, ntotal, what)
+        self.vector("<u4", f"{what}'s vectors", expected=ntotal * dim)  # float32 words
+
+
+def _faiss_layout_problem(data: bytes, kind: str, dim: int, ntotal: int) -> str:
+    """Why ``data`` is not the CPU FAISS file ``save`` writes for ``kind`` with ``ntotal``
+    vectors of ``dim`` ("" when it is). Layouts (FAISS index_write.cpp; little-endian):
+    flat IxFI header + codes; ivf IwFl header, nlist, nprobe, flat quantizer, direct map,
+    ilar lists (sizes, then codes and ids per list); hnsw IHNf header, the graph
+    (assign_probas, cum_nneighbor_per_level, levels, offsets, neighbors, 5 ints), flat
+    storage."""
+    f = _Layout(data)
+    try:
+        if kind == "flat":
+            f.flat(dim, ntotal, "the index")
+        elif kind == "ivf":
+            f.header(b"IwFl", dim, ntotal, "the index")
+            nlist, _ = f.take("<QQ")
+            if not 1 <= nlist <= max(ntotal, 1):
+                raise ValueError(f"nlist {nlist} is not in [1, {max(ntotal, 1)}]")
+            f.flat(dim, nlist, "the coarse quantizer")
+            f.take("<B")
+            f.vector("<i8", "the direct map", expected=0)
+            if f.take("4s") != b"ilar":
+                raise ValueError("the inverted lists are not stored in the file (ilar)")
+            if f.take("<QQ") != (nlist, 4 * dim):
+                raise ValueError("the inverted lists disagree with nlist or the code size")
+            if f.take("4s") != b"full":
+                raise ValueError("the inverted list sizes are not stored in full")
+            sizes = f.vector("<u8", "the inverted list sizes", expected=nlist)
+            if int(sizes.sum(dtype=np.uint64)) != ntotal or len(data) - f.pos != ntotal * (4 * dim + 8):
+                raise ValueError(f"the inverted lists hold {int(sizes.sum(dtype=np.uint64))} vectors in "
+                                 f"{len(data) - f.pos} bytes, expected {ntotal} vectors")
+            ids = []
+            for size in sizes.tolist():
+                f.pos += size * 4 * dim
+                ids.append(np.frombuffer(data, "<i8", count=size, offset=f.pos))
+                f.pos += size * 8
+            ids = np.concatenate(ids) if ids else np.empty(0, np.int64)
+            if len(np.unique(ids)) != ntotal or (ntotal and (ids.min() < 0 or ids.max() >= ntotal)):
+                raise ValueError(f"the inverted lists' ids are not 0..{ntotal - 1}, each once")
+        elif kind == "hnsw":
+            f.header(b"IHNf", dim, ntotal, "the index")
+            f.vector("<f8", "assign_probas")
+            cum = f.vector("<i4", "cum_nneighbor_per_level")
+            levels = f.vector("<i4", "levels", expected=ntotal)
+            offsets = f.vector("<u8", "offsets", expected=ntotal + 1)
+            neighbors = f.vector("<i4", "neighbors")
+            entry, max_level = f.take("<iiiii")[:2]
+            if ntotal and (levels.min() < 1 or levels.max() >= len(cum)):
+                raise ValueError("a node's level is outside the levels of the graph")
+            if ntotal and (offsets[0] != 0 or np.any(np.diff(offsets.astype(np.int64)) != cum[levels].astype(np.int64))
+                           or int(offsets[-1]) != len(neighbors)):
+                raise ValueError("the graph's offsets do not match its levels and neighbours")
+            if len(neighbors) and (neighbors.min() < -1 or neighbors.max() >= ntotal):
+                raise ValueError(f"a neighbour id lies outside -1..{ntotal - 1}")
+            if ntotal and not (0 <= entry < ntotal and max_level == levels.max() - 1):
+                raise ValueError("the graph's entry point or top level is out of range")
+            f.flat(dim, ntotal, "the stored vectors")
+        else:
+            return f"kind {kind!r} has no known layout"
+    except ValueError as err:
+        return str(err)
+    if f.pos != len(data):
+        return f"{len(data) - f.pos} unexpected bytes after the index"
+    return ""
+
+
+def _check_record(info: dict, path: Path) -> tuple:
+    """The fields of index.json, typed; one CheckpointError naming the file and the field
+    otherwise (a wrong type here must not surface later as a KeyError or a FAISS crash)."""
+
+    def bad(field: str, want: str):
+        got = info.get(field, "<missing>")
+        return CheckpointError(f"{path} is corrupt: {field} must be {want}; got {str(got)[:80]!r}; {_FIX}")
+
+    def whole(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    kind = info.get("kind")
+    if not isinstance(kind, str):
+        raise bad("kind", f"one of {', '.join(sorted(BACKENDS))}")
+    dim, ntotal = info.get("dim"), info.get("ntotal")
+    if not whole(dim) or not 1 <= dim <= 2**20:
+        raise bad("dim", "a whole number in [1, 2**20]")
+    if not whole(ntotal) or not 0 <= ntotal < 2**40:
+        raise bad("ntotal", "a whole number >= 0")
+    config, params, files, fingerprint = (info.get(k) for k in ("config", "params", "files", "fingerprint"))
+    if not isinstance(config, dict):
+        raise bad("config", "an object of IndexConfig fields")
+    if not isinstance(fingerprint, dict):
+        raise bad("fingerprint", "an object")
+    if not isinstance(params, dict) or any(
+            k not in _PARAM_RANGES or not whole(v) or not _PARAM_RANGES[k][0] <= v <= _PARAM_RANGES[k][1]
+            for k, v in params.items()):
+        raise bad("params", f"an object of whole numbers in range, keys among {', '.join(_PARAM_RANGES)}")
+    wanted = set(_FILES[:2])
+    if not isinstance(files, dict) or set(files) != wanted or not all(
+            isinstance(m, dict) and whole(m.get("bytes")) and isinstance(m.get("sha256"), str) for m in files.values()):
+        raise bad("files", f"an object with exactly {' and '.join(sorted(wanted))}, each {{bytes, sha256}}")
+    return kind, dim, ntotal, dict(config), params, files, fingerprint
 
 
 # --------------------------------------------------------------------------- resumable build

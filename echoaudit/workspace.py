@@ -30,7 +30,6 @@ share between threads for reading: the app caches one per folder with st.cache_r
 
 from __future__ import annotations
 
-import json
 import threading
 from functools import cached_property
 from pathlib import Path
@@ -39,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from echoaudit.errors import EchoAuditError
+from echoaudit.fileio import read_json
 
 __all__ = ["Workspace", "MANIFEST", "load_manifest", "clip_source_frames"]
 
@@ -53,9 +53,9 @@ def load_manifest(root: str | Path) -> dict:
             f"`echoaudit demo --workspace {root}` or `echoaudit workspace create`"
         )
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise EchoAuditError(f"{path} is not valid JSON ({exc}); rebuild the workspace") from exc
+        return read_json(path, what="workspace manifest", expect=dict, error=EchoAuditError)
+    except EchoAuditError as exc:
+        raise EchoAuditError(f"{exc}; rebuild the workspace") from exc
 
 
 def clip_source_frames(fps: float, clip, n_frames: int | None = None) -> np.ndarray:
@@ -78,7 +78,7 @@ def clip_source_frames(fps: float, clip, n_frames: int | None = None) -> np.ndar
 
     if n_frames is None or n_frames < 1:  # unknown: long enough for the whole clip
         n_frames = int(np.ceil((clip.frames + 1) * float(fps) / float(clip.fps))) + 1
-    return resample_indices(int(n_frames), float(fps), float(clip.fps))[: clip.frames].astype(np.int64)
+    return resample_indices(int(n_frames), float(fps), float(clip.fps), max_frames=clip.frames).astype(np.int64)
 
 
 class Workspace:

@@ -5,10 +5,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+import review_widgets
 import widgets
 from echoaudit import figures as F
 from echoaudit.audit.scale import to_logit
-from echoaudit.data.video import load_video, resize_frames
+from echoaudit.data.video import resize_frames
 from echoaudit.errors import EchoAuditError
 
 ws = widgets.page_setup()
@@ -20,9 +21,9 @@ frames, fps, name = None, 50.0, None
 if source == "Upload":
     up = st.file_uploader("Video file (AVI, MP4 or GIF)", type=["avi", "mp4", "gif"], key="inspect_upload")
     if up is not None:
-        try:
-            video = load_video(up.getvalue(), extension="." + up.name.rsplit(".", 1)[-1].lower(), size=ws.size)
-            frames, fps, name = video.frames, video.fps, up.name
+        try:  # decoded in memory, cached for this session only; the log gets its hash, not its name
+            frames, fps, _ = widgets.read_upload(up, ws.size)
+            name = up.name
         except EchoAuditError as exc:
             widgets.show_error(exc)
 elif source == "Generate":
@@ -58,8 +59,9 @@ k = st.slider("Nearest training videos shown", 1, 8, 4, key="inspect_k")
 t = widgets.current_threshold(ws)
 # Uploads and workspace videos are cut and resampled to the clips the threshold was set on;
 # a generated video already is such a clip.
+uploaded = source == "Upload"  # its scores and MP4 are cached for this session only
 scores = widgets.query_video(root, np.ascontiguousarray(frames, dtype=np.float32), str(name),
-                             None if source == "Generate" else float(fps))
+                             None if source == "Generate" else float(fps), upload=uploaded)
 top = scores.per_train.head(k)
 best = float(top["score"].iloc[0]) if len(top) else 0.0
 if best >= t:
@@ -77,7 +79,7 @@ for _, r in top.iterrows():
     ef_v = train_rows.at[r["train_video"], "EF"]
     videos.append(widgets.training_frames(root, r["train_video"]))
     captions.append(f"logit {to_logit(r['score']):.2f} {r['train_patient']}\nEF {ef_v:.0f}% {r['train_video'][-10:]}")
-mp4 = widgets.tiled_mp4(tuple(videos), tuple(captions), float(fps))
+mp4 = widgets.tiled_mp4(tuple(videos), tuple(captions), float(fps), upload=uploaded)
 st.video(mp4, format="video/mp4", loop=True, autoplay=True, muted=True)
 
 best_video = top["train_video"].iloc[0] if len(top) else None
@@ -99,3 +101,10 @@ st.caption(f"Threshold {to_logit(t):.2f} re-ID logit, probability {t:.6f} (set o
            "logit of a training video is its clip score: the mean over query frames of each frame's best match "
            "among that video's frames (a copy matches at every frame). "
            f"{scores.head_evaluations:,} frame pairs scored by the re-ID head.")
+
+if source == "From the workspace" and set_name != "heldout" and len(top):
+    st.subheader("Verdict on this pair")
+    pair = st.selectbox("Training video judged", list(top["train_video"]), key="inspect_review_train",
+                        help="The best match by default; any of the nearest training videos shown above.")
+    review_widgets.decision_panel(ws, set_name, str(name), str(pair), float(t), review_widgets.rule_in_use(t),
+                                  key="inspect_review")

@@ -5,6 +5,7 @@ rule), with the false-flag rate it obtains on unseen patients and the excess ove
 import pandas as pd
 import streamlit as st
 
+import review_widgets
 import widgets
 from echoaudit import figures as F
 from echoaudit.audit.privacy import DEFAULT_RULE, RULE_NAMES, THRESHOLD_RULES
@@ -98,9 +99,9 @@ else:
     if len(flagged) > len(shown):
         st.caption(f"First {len(shown)} of {len(flagged)} shown; the report lists all.")
 
-csv = pd.DataFrame({"video": view["unflagged"]}).to_csv(index=False).encode()
-st.download_button(f"Download the filtered list ({len(view['unflagged'])} unflagged videos, CSV)", csv,
-                   file_name=f"{name}_unflagged_logit{x:.2f}.csv", mime="text/csv", key="privacy_download")
+st.subheader("Review")
+review_widgets.review_queue_panel(ws, name, float(t), review_widgets.rule_in_use(t))
+review_widgets.release_download(ws, name, float(t), x)
 
 st.subheader("Training patients re-identified")
 pp = view["per_patient"]

@@ -6,7 +6,7 @@ from pathlib import Path
 import streamlit as st
 
 import widgets
-from echoaudit import report as R
+from echoaudit import report_files as R
 from echoaudit.audit.scale import to_logit
 
 ws = widgets.page_setup()

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -33,14 +34,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tiny_workspace):
+@contextmanager
+def streamlit_server(workspace, *, env: dict | None = None, args: tuple[str, ...] | None = None, output=None):
+    """`streamlit run app.py` on ``workspace`` at a free port; yields (base URL, port).
+    ``args`` replaces the default flags (headless on 127.0.0.1, no usage stats);
+    ``output`` takes the server's output (default: a pipe read on failure)."""
     port = _free_port()
-    env = dict(os.environ, ECHOAUDIT_WORKSPACE=str(tiny_workspace), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    full_env = dict(os.environ, ECHOAUDIT_WORKSPACE=str(workspace), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+                    **(env or {}))
+    flags = args if args is not None else ("--server.headless=true", "--server.address=127.0.0.1",
+                                           "--browser.gatherUsageStats=false")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless=true", "--server.address=127.0.0.1",
-         f"--server.port={port}", "--browser.gatherUsageStats=false", "--server.fileWatcherType=none"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        [sys.executable, "-m", "streamlit", "run", "app.py", f"--server.port={port}", "--server.fileWatcherType=none",
+         *flags], cwd=REPO, env=full_env, stdout=output if output is not None else subprocess.PIPE,
+        stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 60
@@ -51,15 +58,22 @@ def server(tiny_workspace):
             except OSError:
                 pass
             if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"streamlit did not start: {proc.stdout.read().decode(errors='replace')[-2000:]}")
+                said = proc.stdout.read().decode(errors="replace")[-2000:] if proc.stdout else "(see its log)"
+                raise RuntimeError(f"streamlit did not start: {said}")
             time.sleep(0.3)
-        yield base
+        yield base, port
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_workspace):
+    with streamlit_server(tiny_workspace) as (base, _):
+        yield base
 
 
 def _settle(page, timeout=60_000):
@@ -80,6 +94,22 @@ def _go(page, title):
 
 _H1 = {"Home": "EchoAudit", "Inspect": "Inspect a video", "Privacy": "Privacy: memorization",
        "Coverage": "Coverage: generative recall", "Temporal": "Temporal consistency", "Report": "Meeting report"}
+
+
+def _set_slider(page, slider, target, step=0.01, rounds=20):
+    """Move a Streamlit slider to `target` with arrow presses, as a keyboard user would. A rerun
+    that starts mid-sequence can swallow presses on a slow machine, so read the thumb's value
+    back after each burst and press again for what is left."""
+    for _ in range(rounds):
+        now = float(slider.input_value())  # an <input type="range">
+        left = int(round((now - target) / step))
+        if left == 0:
+            return
+        slider.focus()
+        for _ in range(abs(left)):
+            slider.press("ArrowLeft" if left > 0 else "ArrowRight")
+        _settle(page)
+    raise AssertionError(f"slider stuck at {slider.input_value()}, wanted {target}")
 
 
 def _metric(page, label):
@@ -141,16 +171,21 @@ def test_inspect_upload_then_privacy_slider(server, tiny_workspace, tmp_path):
             _go(page, "Privacy")
             before = count(t0)
             assert _metric(page, "Flagged synthetic videos") == f"{before['n_flagged']} of {before['n_videos']}"
-            slider = page.get_by_role("slider", name=SLIDER)
-            slider.focus()
-            for _ in range(k):
-                slider.press("ArrowLeft")
+            _set_slider(page, page.get_by_role("slider", name=SLIDER), t_k)
             after = count(t_k)
             expected = f"{after['n_flagged']} of {after['n_videos']}"
-            page.wait_for_function(
-                """([label, want]) => [...document.querySelectorAll('[data-testid="stMetric"]')]
-                     .some(m => m.innerText.includes(label) && m.innerText.includes(want))""",
-                arg=["Flagged synthetic videos", expected], timeout=180_000)  # k reruns on a loaded machine
+            try:
+                page.wait_for_function(
+                    """([label, want]) => [...document.querySelectorAll('[data-testid="stMetric"]')]
+                         .some(m => m.innerText.includes(label) && m.innerText.includes(want))""",
+                    arg=["Flagged synthetic videos", expected], timeout=180_000)  # reruns on a loaded machine
+            except Exception as exc:  # noqa: BLE001 - say what the page showed instead
+                page.screenshot(path=ARTIFACTS / "privacy_timeout.png")
+                raise AssertionError(
+                    f"metric never showed {expected!r} for threshold {t_k:.2f}: slider at "
+                    f"{page.get_by_role('slider', name=SLIDER).input_value()}, metric "
+                    f"{_metric(page, 'Flagged synthetic videos')!r}, errors on page: "
+                    f"{page.locator('[data-testid=stException]').all_inner_texts()}") from exc
             _settle(page)
             assert _metric(page, "Flagged synthetic videos") == expected != f"{before['n_flagged']} of {before['n_videos']}"
             assert page.get_by_text(f"{t_k:.2f} = probability").count() == 1  # the caption names the new threshold

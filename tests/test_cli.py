@@ -1,5 +1,6 @@
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -94,3 +95,28 @@ def test_python_dash_m_runs_the_same_command():
     bad = subprocess.run([sys.executable, "-m", "echoaudit", "audit", "--workspace", "/nonexistent/ws"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "echoaudit: error:" in bad.stderr and "not an EchoAudit workspace" in bad.stderr
+
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+
+
+def test_skip_missing_leaves_out_and_lists_unusable_videos(tmp_path, capsys):
+    from echoaudit.cli import main
+    from echoaudit.data.echonet import EchoNetDataset
+
+    data = tmp_path / "d"
+    assert main(["phantom", "--out", str(data), "--patients", "6", "--videos-per-patient", "2", "--frames", "8",
+                 "--workers", "1"]) == 0
+    videos = sorted((data / "Videos").iterdir())
+    videos[0].unlink()
+    videos[1].write_bytes(b"garbage")
+    with pytest.raises(Exception, match="is listed but not present"):
+        EchoNetDataset.open(data)
+    capsys.readouterr()
+    assert main(["encode", "--data", str(data), "--vae", str(ASSETS / "vae"), "--out", str(tmp_path / "lat")]) == 2
+    assert "is not a video" in capsys.readouterr().err and not (tmp_path / "lat").exists()
+    assert main(["encode", "--data", str(data), "--vae", str(ASSETS / "vae"), "--out", str(tmp_path / "lat"),
+                 "--skip-missing", "--copies", "0"]) == 0
+    err = capsys.readouterr().err
+    assert "skipped 2 listed videos" in err and videos[0].stem in err and videos[1].stem in err
+    assert json.loads((tmp_path / "lat" / "cache.json").read_text())["n_videos"] == 10

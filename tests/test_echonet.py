@@ -283,3 +283,122 @@ def test_writer_checks_rows_and_refuses_existing(tiny, tmp_path):
         writer.add("new", _frames(0), 30, ef=20.0, split="TEST")
     ds = EchoNetDataset.open(tiny)
     assert ds.names == ["new"] and len(ds.notes) == 1 and "6 video(s)" in ds.notes[0]
+
+
+# --------------------------------------------------------------------------- hostile input
+
+
+def test_filenames_with_their_own_extension_are_found_as_written(tmp_path):
+    root = tmp_path / "mixed"
+    videos = root / "Videos"
+    videos.mkdir(parents=True)
+    write_video(videos / "clip.mp4", _frames(0), 50)
+    write_video(videos / "anim.gif", _frames(1), 25)
+    write_video(videos / "arr.npy", _frames(2), 50)
+    write_video(videos / "Upper.AVI", _frames(3), 50)
+    write_video(videos / "plain.avi", _frames(4), 50)
+    (root / "FileList.csv").write_text(
+        "FileName,EF,Split\nclip.mp4,50,TRAIN\nanim.gif,51,TRAIN\narr.npy,52,VAL\nUpper.AVI,53,TEST\nplain,54,TEST\n"
+    )
+    ds = EchoNetDataset.open(root)
+    assert ds.names == ["clip.mp4", "anim.gif", "arr.npy", "Upper", "plain"]
+    assert [Path(p).name for p in ds.table["path"]] == ["clip.mp4", "anim.gif", "arr.npy", "Upper.AVI", "plain.avi"]
+    assert ds.notes == ()
+    assert ds.load("clip.mp4").frames.shape == (T, H, W) and ds.load("anim.gif").fps == pytest.approx(25)
+    # Written back, every row still names its file.
+    write_filelist(root, ds.table)
+    again = EchoNetDataset.open(root)
+    assert again.names == ds.names and again.table["path"].tolist() == ds.table["path"].tolist()
+    assert (root / "FileList.csv").read_text().splitlines()[4].startswith("Upper.AVI,")
+    # A case mismatch is named as such.
+    (root / "FileList.csv").write_text("FileName,EF,Split\nCLIP.mp4,50,TRAIN\n")
+    with pytest.raises(DatasetError, match=r"Videos/CLIP\.mp4 is listed but not present \(there is 'clip\.mp4'"):
+        EchoNetDataset.open(root)
+
+
+def _partly_broken(tmp_path) -> Path:
+    root = tmp_path / "partly"
+    (root / "Videos").mkdir(parents=True)
+    for name in ("ok0", "ok1", "ok2"):
+        write_video(root / "Videos" / f"{name}.avi", _frames(0), 50)
+    (root / "Videos" / "empty.avi").write_bytes(b"")
+    (root / "Videos" / "text.avi").write_text("not a video, just notes\n")
+    (root / "Videos" / "dir.avi").mkdir()
+    (root / "FileList.csv").write_text(
+        "FileName,EF,Split,PatientID\n"
+        "ok0,50,TRAIN,P0\nempty,50,TRAIN,P1\nok1,50,VAL,P2\ngone,50,VAL,P3\ntext,50,TEST,P4\ndir,50,TEST,P5\n"
+        "ok2,50,TEST,P6\n"
+    )
+    return root
+
+
+def test_missing_and_unusable_videos_are_all_listed_by_default(tmp_path):
+    root = _partly_broken(tmp_path)
+    with pytest.raises(DatasetError) as info:
+        EchoNetDataset.open(root)
+    message = str(info.value)
+    assert "has 4 problem(s)" in message
+    for text in (
+        "FileList.csv row 2 (line 3): Videos/empty.avi is empty (0 bytes)",
+        "FileList.csv row 4 (line 5): Videos/gone.avi is listed but not present",
+        "FileList.csv row 5 (line 6): Videos/text.avi is not a video (it starts with b'not a video,'",
+        "FileList.csv row 6 (line 7): Videos/dir.avi is a folder, not a video file",
+    ):
+        assert text in message, text
+
+
+def test_skip_missing_opens_the_rest_and_reports_what_was_skipped(tmp_path):
+    root = _partly_broken(tmp_path)
+    ds = EchoNetDataset.open(root, on_missing="skip")
+    assert ds.names == ["ok0", "ok1", "ok2"] and len(ds) == 3
+    assert ds.skipped["FileName"].tolist() == ["empty", "gone", "text", "dir"]
+    assert ds.skipped["row"].tolist() == [f"FileList.csv row {r} (line {r + 1})" for r in (2, 4, 5, 6)]
+    assert ds.skipped["reason"].iat[1] == "FileList.csv row 4 (line 5): Videos/gone.avi is listed but not present"
+    assert ds.notes[-1].startswith("skipped 4 of 7 listed videos (on_missing='skip'): FileList.csv row 2")
+    assert ds.split("TEST").names == ["ok2"] and len(ds.split("TEST").skipped) == 4
+    assert ds.load("ok1").frames.shape == (T, H, W)
+    # Other problems still raise, and a set with nothing left is an error.
+    (root / "FileList.csv").write_text("FileName,EF,Split\nok0,500,TRAIN\ngone,50,TRAIN\n")
+    with pytest.raises(DatasetError, match=r"has 1 problem\(s\).*\n- FileList.csv row 1 \(line 2\): EF 500 is outside"):
+        EchoNetDataset.open(root, on_missing="skip")
+    (root / "FileList.csv").write_text("FileName,EF,Split\ngone,50,TRAIN\nempty,50,TRAIN\n")
+    with pytest.raises(DatasetError, match="all 2 listed videos are missing or unusable"):
+        EchoNetDataset.open(root, on_missing="skip")
+    with pytest.raises(DatasetError, match=r"on_missing must be one of 'error', 'skip'; got 'ignore'"):
+        EchoNetDataset.open(root, on_missing="ignore")
+
+
+def test_hostile_filelist_values(tmp_path):
+    root = tmp_path / "hostile"
+    root.mkdir()
+    (root / "FileList.csv").write_text(
+        "FileName,EF,Split,NumberOfFrames,Extra\n"
+        f"a,50,{'9' * 400},4,{'9' * 30}\n"
+        "b,50,TRAIN,1e30,1\n"
+        "c\x01d,50,TRAIN,4,2\n"
+        f"{'x' * 300},50,TRAIN,4,3\n"
+    )
+    with pytest.raises(DatasetError) as info:
+        EchoNetDataset.open(root, check_files=False)
+    message = str(info.value)
+    assert "FileList.csv row 1 (line 2): Split '999" in message
+    assert "FileList.csv row 2 (line 3): NumberOfFrames '1e30' is not a whole number in [1, 2**53)" in message
+    assert "FileList.csv row 3 (line 4): FileName 'c\\x01d': FileName contains control characters" in message
+    assert "FileName is longer than 250 bytes" in message
+    (root / "FileList.csv").write_text(f"FileName,EF,Split,Extra\na,50,TRAIN,{'9' * 30}\nb,50,TRAIN,1\n")
+    ds = EchoNetDataset.open(root, check_files=False)
+    assert ds.table["Extra"].dtype == np.float64  # whole numbers beyond 2**53 do not wrap around as int64
+    (root / "FileList.csv").write_bytes(b"FileName,EF,Split\n\xff\xfe,50,TRAIN\n")
+    with pytest.raises(DatasetError, match="FileList.csv cannot be read as CSV"):
+        EchoNetDataset.open(root, check_files=False)
+    # One field too many in the first row: pandas would quietly make the first column the index.
+    (root / "FileList.csv").write_text("FileName,EF,Split\na,50,TRAIN,extra\nb,50,TRAIN\n")
+    with pytest.raises(DatasetError, match="a row has more fields than the header has columns"):
+        EchoNetDataset.open(root, check_files=False)
+
+
+def test_writer_refuses_names_with_another_video_extension(tmp_path):
+    with pytest.raises(DatasetError, match=r"cannot add video 'clip\.mp4': the writer stores \.avi files"):
+        with EchoNetWriter(tmp_path / "w") as writer:
+            writer.add("clip.mp4", _frames(0), 30, ef=50, split="TRAIN")
+    assert not (tmp_path / "w").exists()

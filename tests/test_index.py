@@ -238,7 +238,7 @@ def test_missing_and_corrupt_files(tmp_path):
     (folder / "index.faiss").write_bytes(data)
     EmbeddingIndex.load(folder)
     (folder / "index.json").write_text("{not json")
-    with pytest.raises(CheckpointError, match=r"index.json is corrupt"):
+    with pytest.raises(CheckpointError, match=r"index record '.*index\.json' is not valid JSON: .* line 1, column 2"):
         EmbeddingIndex.load(folder)
     (folder / "metadata.parquet").unlink()
     with pytest.raises(CheckpointError, match=r"missing metadata.parquet"):
@@ -332,3 +332,118 @@ def test_hnsw_beam_widens_for_large_k_without_changing_the_index():
     assert np.mean([len(set(a) & set(b)) / 60 for a, b in zip(got, want)]) >= 0.9
     assert (got >= 0).all()
     assert hnsw._cpu.hnsw.efSearch == 4  # per-call parameters, the shared index is untouched
+
+
+def _rewrite_record(folder, **changes):
+    info = json.loads((folder / "index.json").read_text())
+    info.update(changes)
+    (folder / "index.json").write_text(json.dumps(info))
+
+
+@pytest.mark.parametrize("changes, match", [
+    ({"dim": "8"}, r"dim must be a whole number in \[1, 2\*\*20\]; got '8'"),
+    ({"ntotal": 1e300}, r"ntotal must be a whole number >= 0"),
+    ({"files": ["index.faiss"]}, r"files must be an object with exactly index.faiss and metadata.parquet"),
+    ({"files": {"index.faiss": {"bytes": 1, "sha256": "x"}, "../../etc/passwd": {"bytes": 1, "sha256": "x"}}},
+     r"files must be an object with exactly"),
+    ({"params": {"nprobe": 2**40}}, r"params must be an object of whole numbers in range"),
+    ({"params": {"nprobe": 10**30}}, r"index\.json': integer 1000000000000000000000000000000 \(31 digits\) is outside the 64-bit"),
+    ({"fingerprint": [1, 2]}, r"fingerprint must be an object"),
+    ({"config": {"kind": "flat", "bogus": 1}}, r"has an unusable config or params"),
+    ({"kind": 3}, r"kind must be one of flat, hnsw, ivf"),
+    ({"format_version": 99}, r"has index format '99', this version reads 1"),
+])
+def test_index_record_with_wrong_types_is_named(tmp_path, changes, match):
+    folder = tmp_path / "idx"
+    EmbeddingIndex.build(np.eye(8), _meta(8), fingerprint=FP).save(folder)
+    _rewrite_record(folder, **changes)
+    with pytest.raises(CheckpointError, match=match) as info:
+        EmbeddingIndex.load(folder)
+    assert "idx" in str(info.value)
+
+
+def test_index_record_with_huge_numbers_or_deep_nesting(tmp_path):
+    folder = tmp_path / "idx"
+    EmbeddingIndex.build(np.eye(8), _meta(8), fingerprint=FP).save(folder)
+    text = (folder / "index.json").read_text()
+    (folder / "index.json").write_text(text.replace('"dim": 8', '"dim": 1e400'))
+    with pytest.raises(CheckpointError, match=r"index\.json': number 1e400 is too large"):
+        EmbeddingIndex.load(folder)
+    (folder / "index.json").write_text(text.replace('"dim": 8', '"dim": ' + "9" * 5000))
+    with pytest.raises(CheckpointError, match=r"index\.json': .*(outside the 64-bit range|Exceeds the limit)"):
+        EmbeddingIndex.load(folder)
+    (folder / "index.json").write_text("[" * 100_000)
+    with pytest.raises(CheckpointError, match=r"index\.json' is nested too deeply"):
+        EmbeddingIndex.load(folder)
+    (folder / "index.json").write_bytes(b'{"kind": "\xff"}')
+    with pytest.raises(CheckpointError, match=r"index\.json' is not UTF-8 text \(byte 10"):
+        EmbeddingIndex.load(folder)
+
+
+def _refresh_hashes(folder):
+    from echoaudit.fileio import sha256_file
+
+    files = {n: {"bytes": (folder / n).stat().st_size, "sha256": sha256_file(folder / n)}
+             for n in ("index.faiss", "metadata.parquet")}
+    _rewrite_record(folder, files=files)
+
+
+def test_metadata_or_faiss_file_that_disagree_with_the_record(tmp_path):
+    folder = tmp_path / "idx"
+    EmbeddingIndex.build(np.eye(8), _meta(8), fingerprint=FP).save(folder)
+    good_meta = (folder / "metadata.parquet").read_bytes()
+    _meta(5).to_parquet(folder / "metadata.parquet", index=False)
+    _refresh_hashes(folder)  # consistent hashes, inconsistent contents
+    with pytest.raises(CheckpointError, match=r"idx is inconsistent: index.json says 8 vectors of dim 8, .*"
+                                              r"metadata.parquet has 5 rows"):
+        EmbeddingIndex.load(folder)
+    (folder / "metadata.parquet").write_bytes(good_meta)
+    data = (folder / "index.faiss").read_bytes()
+    (folder / "index.faiss").write_bytes(data[: len(data) // 2])
+    _refresh_hashes(folder)
+    with pytest.raises(CheckpointError, match=r"index\.faiss is corrupt: the index's vectors claim 64 entries "
+                                              r"\(256 bytes\), but only 105 bytes are left"):
+        EmbeddingIndex.load(folder)
+    (folder / "index.faiss").write_bytes(data)
+    (folder / "metadata.parquet").write_bytes(b"PAR1" + bytes(50))
+    _refresh_hashes(folder)
+    with pytest.raises(CheckpointError, match=r"metadata\.parquet cannot be read"):
+        EmbeddingIndex.load(folder)
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw"])
+def test_crafted_faiss_lengths_are_refused_before_faiss_allocates(tmp_path, kind):
+    # FAISS resizes a vector to the length its file claims before reading it; a crafted
+    # length with a matching sha256 in index.json would make it allocate gigabytes.
+    import struct
+
+    folder = tmp_path / "idx"
+    x = np.random.default_rng(0).normal(size=(64, 8))
+    EmbeddingIndex.build(x, _meta(64), fingerprint=FP, config=IndexConfig(kind=kind, nlist=4)).save(folder)
+    EmbeddingIndex.load(folder)
+    data = bytearray((folder / "index.faiss").read_bytes())
+    # The first length field: after the 37-byte header; for ivf after nlist, nprobe (16 bytes)
+    # and the coarse quantizer's own 37-byte header.
+    first_length = {"flat": 37, "ivf": 37 + 16 + 37, "hnsw": 37}[kind]
+    struct.pack_into("<Q", data, first_length, 2**33)
+    (folder / "index.faiss").write_bytes(bytes(data))
+    _refresh_hashes(folder)
+    with pytest.raises(CheckpointError, match=r"index\.faiss is corrupt: .* claim 8589934592 entries"):
+        EmbeddingIndex.load(folder)
+
+
+def test_hnsw_neighbour_ids_out_of_range_are_refused(tmp_path):
+    folder = tmp_path / "idx"
+    x = np.random.default_rng(0).normal(size=(64, 8))
+    EmbeddingIndex.build(x, _meta(64), fingerprint=FP, config=IndexConfig(kind="hnsw")).save(folder)
+    data = (folder / "index.faiss").read_bytes()
+    layout = ix._Layout(data)
+    layout.header(b"IHNf", 8, 64, "index")
+    for dtype in ("<f8", "<i4", "<i4", "<u8"):
+        layout.vector(dtype, "field")
+    start = layout.pos + 8  # the neighbours' first entry
+    patched = data[:start] + (10**6).to_bytes(4, "little", signed=True) + data[start + 4:]
+    (folder / "index.faiss").write_bytes(patched)
+    _refresh_hashes(folder)
+    with pytest.raises(CheckpointError, match=r"a neighbour id lies outside -1\.\.63"):
+        EmbeddingIndex.load(folder)

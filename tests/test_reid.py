@@ -90,6 +90,30 @@ def test_head_is_symmetric_and_forward_matches_parts():
     torch.testing.assert_close(m.embed(x1[:1]), e1[:1])
 
 
+def test_mirror_invariant_embedding_is_exact_and_optional(tmp_path):
+    torch.manual_seed(0)
+    x = torch.randn(3, 4, 14, 14)
+    flip = torch.flip(x, dims=(3,))
+    m = ReIDNet(width=8, embed_dim=16, head_hidden=8, mirror_invariant=True).eval()
+    torch.testing.assert_close(m.embed(flip), m.embed(x), rtol=0, atol=1e-6)
+    assert not torch.allclose(m.embed(torch.flip(x, dims=(2,))), m.embed(x), atol=1e-3)  # only left-right
+    torch.testing.assert_close(m.embed(x[:1]), m.embed(x)[:1])  # still independent of the batch
+    plain = ReIDNet(width=8, embed_dim=16, head_hidden=8).eval()
+    assert not torch.allclose(plain.embed(flip), plain.embed(x), atol=1e-3)
+    m.save_pretrained(tmp_path / "m", safe_serialization=True)
+    assert load_reid(tmp_path / "m").config.mirror_invariant is True
+    # a checkpoint from before the option (no key in its config) loads as it was trained
+    plain.save_pretrained(tmp_path / "old", safe_serialization=True)
+    cfg = json.loads((tmp_path / "old" / "config.json").read_text())
+    cfg.pop("mirror_invariant")
+    (tmp_path / "old" / "config.json").write_text(json.dumps(cfg))
+    old = load_reid(tmp_path / "old")
+    assert old.config.mirror_invariant is False
+    torch.testing.assert_close(old.embed(x), plain.embed(x), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="mirror_invariant must be true or false; got 1"):
+        ReIDNet(mirror_invariant=1)
+
+
 def test_bad_inputs_name_what_was_received():
     m = ReIDNet(width=8, embed_dim=16, head_hidden=8)
     with pytest.raises(ValueError, match=r"expects frames of shape \(B, 4, 14, 14\); got \(2, 1, 14, 14\)"):

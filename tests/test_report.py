@@ -13,7 +13,9 @@ from PIL import Image
 
 import html as html_mod
 
+from echoaudit import media as M
 from echoaudit import report as R
+from echoaudit import report_files as RF
 from echoaudit.audit.privacy import best_matches
 from echoaudit.audit.calibration import excess_over_null
 from echoaudit.audit.scale import LOGIT_MAX, to_logit
@@ -161,7 +163,7 @@ def test_conventions_are_left_out_of_a_workspace_built_without_first_frames(ws, 
     old = Workspace(ws.root)
     del old.manifest["scores"]["first_frames"]  # this instance only: the file stays as built
     assert old.first_frames("heldout") is None and R.conventions_view(old, old.synthetic_names[0]) is None
-    paths = R.write_report(old, tmp_path / "rep", png=False)
+    paths = RF.write_report(old, tmp_path / "rep", png=False)
     assert "Published conventions" not in paths["html"].read_text() and "table_conventions" not in paths
     assert json.loads(paths["summary"].read_text())["conventions"] is None
 
@@ -178,17 +180,17 @@ def test_threshold_grid_is_even_on_the_logit_scale():
 def test_tile_videos_loops_every_tile_in_step():
     a = np.zeros((4, 8, 8), np.uint8) + np.arange(4, dtype=np.uint8)[:, None, None] * 60
     b = np.zeros((2, 16, 16), np.float32) + np.array([0.0, 1.0], np.float32)[:, None, None]
-    out = R.tile_videos([a, b], ["q", "m"], tile=8, caption_px=10)
+    out = M.tile_videos([a, b], ["q", "m"], tile=8, caption_px=10)
     assert out.shape == (4, 18, 16) and out.dtype == np.uint8
     np.testing.assert_array_equal(out[:, 10:, :8].mean(axis=(1, 2)), [0, 60, 120, 180])
     np.testing.assert_array_equal(out[:, 10:, 8:].mean(axis=(1, 2)), [0, 255, 0, 255])  # b looped: t mod 2
     assert out[:, :10].max() > 200 and out[:, :10].min() == 30  # caption text drawn on the dark band
     with pytest.raises(ValueError, match="one caption per video"):
-        R.tile_videos([a], ["q", "m"])
+        M.tile_videos([a], ["q", "m"])
 
 
 def test_thumbnail_is_a_png_data_uri():
-    uri = R.thumbnail_data_uri(np.linspace(0, 1, 32 * 32).reshape(32, 32), size=20)
+    uri = M.thumbnail_data_uri(np.linspace(0, 1, 32 * 32).reshape(32, 32), size=20)
     assert uri.startswith("data:image/png;base64,")
     img = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
     assert img.size == (20, 20) and img.mode == "L"
@@ -202,7 +204,7 @@ def test_write_report_html_csv_and_png_failure(ws, tmp_path, monkeypatch):
 
     monkeypatch.setattr(pio, "write_images", broken)
     out = tmp_path / "rep"
-    paths = R.write_report(ws, out, percentile=95)
+    paths = RF.write_report(ws, out, percentile=95)
     name = ws.synthetic_names[0]
     html = paths["html"].read_text()
     assert "no Chrome here" in paths["png_error"] and "PNG figures were not written" in html
@@ -241,7 +243,7 @@ def test_write_report_html_csv_and_png_failure(ws, tmp_path, monkeypatch):
     assert conv["mode"].tolist() == ["echoaudit", "notebooks", "echonet_synthetic"]
     modes = summary["conventions"]["modes"]
     assert modes["echoaudit"]["flagged"]["k"] == ref["n_flagged"] and "best" not in modes["notebooks"]
-    names = zipfile.ZipFile(io.BytesIO(R.zip_folder(out))).namelist()
+    names = zipfile.ZipFile(io.BytesIO(RF.zip_folder(out))).namelist()
     assert "report.html" in names and "tables/flags.csv" in names
 
 
@@ -250,7 +252,7 @@ def test_write_report_pngs(ws, tmp_path):
 
     if shutil.which("chromium") is None and not __import__("os").path.exists("/usr/bin/chromium"):
         pytest.skip("kaleido needs Chromium (/usr/bin/chromium); CI installs it")
-    paths = R.write_report(ws, tmp_path / "rep", threshold=0.5)
+    paths = RF.write_report(ws, tmp_path / "rep", threshold=0.5)
     assert "png_error" not in paths, paths.get("png_error")
     pngs = [p for k, p in paths.items() if k.startswith("figure_")]
     assert len(pngs) >= 5

@@ -78,3 +78,22 @@ def test_quality_metrics_against_hand_values():
     assert box_blur(np.ones((1, 5, 5))).mean() == pytest.approx(1.0)
     with pytest.raises(ValueError, match="same shape"):
         psnr(np.zeros((1, 4, 4)), np.zeros((1, 4, 5)))
+
+
+def test_a_renamed_tensor_is_refused_not_loaded_as_random_weights(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from safetensors.torch import load_file, save_file
+
+    from echoaudit.errors import CheckpointError
+
+    folder = tmp_path / "vae"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "assets" / "vae", folder)
+    weights = next(folder.glob("*.safetensors"))
+    tensors = load_file(weights)
+    key = sorted(tensors)[0]
+    tensors["renamed." + key] = tensors.pop(key)
+    save_file(tensors, weights)
+    with pytest.raises(CheckpointError, match=r"missing_keys: .*" + key.replace(".", r"\.")):
+        FrameVAE.from_pretrained(folder)

@@ -3,6 +3,7 @@ resizing against Pillow, gray conversion, montage layout, and every error messag
 
 from __future__ import annotations
 
+import io
 import subprocess
 
 import imageio.v3 as iio
@@ -152,6 +153,7 @@ def test_video_to_mp4_bytes_pads_odd_sizes():
     data = video_to_mp4_bytes(frames, 25)
     assert data == video_to_mp4_bytes(frames, 25)
     assert data[4:8] == b"ftyp"
+    assert 0 <= data.find(b"moov") < data.find(b"moof")  # made in a pipe: fragmented, the index first
     v = load_video(data, extension=".mp4")
     assert v.frames.shape == (5, 32, 46) and v.fps == pytest.approx(25)
     assert psnr(v.frames[:, :31, :45], frames) > 30
@@ -356,7 +358,7 @@ def test_limits(tmp_path, avi_bytes):
     path = write_video(tmp_path / "v.avi", gradient_video(20, 48, 64), 50)
     with pytest.raises(VideoError, match=r"frames of 48x64 \(HxW\) pixels; the limit is 32 per side"):
         load_video(path, limits=VideoLimits(max_side=32))
-    with pytest.raises(VideoError, match=r"(has about 20 frames|more than 10 frames).*VideoLimits.max_frames"):
+    with pytest.raises(VideoError, match=r"AVI header lists 20 frames; the limit is 10 \(VideoLimits.max_frames\)"):
         load_video(path, limits=VideoLimits(max_frames=10))
     # Bytes are checked before anything is decoded: garbage over the limit reports the size.
     with pytest.raises(VideoError, match=r"is 0\.0 MiB \(5000 bytes\); the limit is 1000 bytes"):
@@ -392,8 +394,126 @@ def test_bad_npy(tmp_path, array, message):
 
 def test_pickled_npy_is_refused(tmp_path):
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    with pytest.raises(VideoError, match="not a plain array"):
+    with pytest.raises(VideoError, match="obj.npy': dtype object holds Python objects, which are never unpickled"):
         load_video(tmp_path / "obj.npy")
+    with pytest.raises(VideoError, match="dtype object holds Python objects"):
+        load_video((tmp_path / "obj.npy").read_bytes(), extension=".npy")
+
+
+# --------------------------------------------------------------------------- hostile input
+
+
+def test_default_limits_are_the_module_constants():
+    limits = VideoLimits()
+    assert (limits.max_bytes, limits.max_frames, limits.max_side, limits.max_pixels) == (
+        vmod.MAX_BYTES, vmod.MAX_FRAMES, vmod.MAX_SIDE, vmod.MAX_PIXELS) == (200 * 2**20, 2000, 1024, 2**28)
+    assert (limits.min_fps, limits.max_fps) == vmod.FPS_RANGE == (1.0, 1000.0)
+    with pytest.raises(ValueError, match="min_fps / max_fps"):
+        VideoLimits(min_fps=10, max_fps=5)
+    with pytest.raises(VideoError, match="limits must be a VideoLimits; got dict"):
+        load_video(b"RIFF", extension=".avi", limits={"max_bytes": 1})
+
+
+def _mjpeg_with_frame_height(tmp_path, frame: int, height: int) -> bytes:
+    """An MJPEG AVI of 6 16x24 frames whose frame ``frame`` declares another height in its
+    JPEG header (what a mutated upload looks like)."""
+    data = bytearray(write_video(tmp_path / "s.avi", np.random.default_rng(0).random((6, 16, 24)), 25).read_bytes())
+    sof = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xC0]  # start of frame
+    assert len(sof) == 6
+    data[sof[frame] + 5 : sof[frame] + 7] = height.to_bytes(2, "big")
+    return bytes(data)
+
+
+def test_frame_size_changing_mid_stream_is_corrupt(tmp_path):
+    data = _mjpeg_with_frame_height(tmp_path, 2, 8)
+    with pytest.raises(VideoError, match=r"uploaded \.avi \(\d+ bytes\): frame 2 is 8x24 \(HxW\) pixels but frame 0 "
+                                         r"is 16x24: the frame size changes mid-stream, so the file is corrupt"):
+        load_video(data, extension=".avi")
+    # GIF: a frame reaching past the logical screen makes Pillow grow the canvas.
+    from PIL import Image
+
+    small = [Image.fromarray(np.full((16, 24), 60 * k, np.uint8)) for k in range(3)]
+    path = tmp_path / "grow.gif"
+    small[0].save(path, save_all=True, append_images=small[1:], duration=40)
+    raw = bytearray(path.read_bytes())
+    i = raw.index(b"\x2c", raw.index(b"\x2c") + 1)  # the second image descriptor
+    raw[i + 1 : i + 3] = (4).to_bytes(2, "little")  # its left edge: 4 px to the right
+    path.write_bytes(bytes(raw))
+    with pytest.raises(VideoError, match=r"grow\.gif': frame 1 is 16x28 \(HxW\) pixels but frame 0 is 16x24"):
+        load_video(path)
+
+
+def test_header_limits_are_checked_before_decoding(tmp_path, monkeypatch):
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded frames of a video over a limit")
+
+    monkeypatch.setattr(vmod, "_decoded", no_decoding)
+    path = write_video(tmp_path / "v.mp4", gradient_video(20, 48, 64), 50)
+    with pytest.raises(VideoError, match=r"has about 20 frames \(0\.4 s at 50 fps\); the limit is 10"):
+        load_video(path, limits=VideoLimits(max_frames=10))
+    with pytest.raises(VideoError, match=r"20 frames of 48x64 \(HxW\) = 61440 pixels; the limit is 50000 "
+                                         r"\(VideoLimits.max_pixels\)"):
+        load_video(path, limits=VideoLimits(max_pixels=50_000))
+    with pytest.raises(VideoError, match=r"48x64 \(HxW\) pixels; the limit is 40 per side"):
+        load_video(path, limits=VideoLimits(max_side=40))
+    # An AVI whose header claims 4 billion frames is refused from the header alone.
+    data = bytearray(write_video(tmp_path / "v.avi", gradient_video(4, 16, 16), 50).read_bytes())
+    i = data.index(b"avih")
+    data[i + 24 : i + 28] = (2**32 - 1).to_bytes(4, "little")
+    with pytest.raises(VideoError, match=r"its AVI header lists 4294967295 frames; the limit is 2000"):
+        load_video(bytes(data), extension=".avi")
+
+
+def test_npy_header_is_checked_before_its_data_is_read(tmp_path):
+    from numpy.lib import format as npy_format
+
+    def npy_claiming(shape, dtype="|u1", payload=b"") -> bytes:
+        out = io.BytesIO()
+        npy_format.write_array_header_1_0(out, {"descr": dtype, "fortran_order": False, "shape": shape})
+        return out.getvalue() + payload
+
+    huge = npy_claiming((100_000, 100_000, 100_000))  # 10**15 bytes claimed, none present
+    with pytest.raises(VideoError, match=r"has 100000 frames; the limit is 2000"):
+        load_video(huge, extension=".npy")
+    with pytest.raises(VideoError, match=r"header declares 192128 bytes, it has 128"):
+        load_video(npy_claiming((3, 256, 250)), extension=".npy")
+    with pytest.raises(VideoError, match=r"3 frames of 1000x1000 \(HxW\) = 3000000 pixels; the limit is 1000000"):
+        load_video(npy_claiming((3, 1000, 1000)), extension=".npy", limits=VideoLimits(max_pixels=10**6))
+    (tmp_path / "odd.npy").write_bytes(npy_claiming((2, 4, 4), "<c8", bytes(256)))
+    with pytest.raises(VideoError, match=r"odd\.npy': dtype complex64; allowed: uint8, or float"):
+        load_video(tmp_path / "odd.npy")
+
+
+def test_implausible_frame_rates(tmp_path):
+    fast = write_video(tmp_path / "fast.avi", gradient_video(4, 16, 16), 100)
+    with pytest.raises(VideoError, match=r"fast\.avi' declares 100 fps \(the AVI header\); allowed: 1 to 60 fps "
+                                         r"\(VideoLimits.min_fps / max_fps\)"):
+        load_video(fast, limits=VideoLimits(max_fps=60))
+    assert load_video(fast).fps == pytest.approx(100)
+    slow = write_video(tmp_path / "slow.avi", gradient_video(20, 16, 16), 1.5)
+    with pytest.raises(VideoError, match=r"20 frames at 1\.5 fps become 6666 frames of 16x16 at 500 fps; the limits "
+                                         r"are 2000 frames"):
+        load_video(slow, fps=500)
+    images = [Image.fromarray(frame) for frame in to_uint8(gradient_video(3, 16, 16))]
+    images[0].save(tmp_path / "slow.gif", save_all=True, append_images=images[1:], duration=2000)
+    with pytest.raises(VideoError, match=r"slow\.gif' declares 0\.5 fps \(its shortest frame delay of 2000 ms\)"):
+        load_video(tmp_path / "slow.gif")
+
+
+def test_resample_indices_can_stop_early():
+    full = resample_indices(10, 1.0, 500.0)
+    assert len(full) == 5000
+    np.testing.assert_array_equal(resample_indices(10, 1.0, 500.0, max_frames=32), full[:32])
+    frames = np.arange(10)[:, None, None]
+    assert resample_fps(frames, 1.0, 500.0, max_frames=7).shape == (7, 1, 1)
+
+
+def test_unreadable_sources(tmp_path):
+    (tmp_path / "dev.avi").symlink_to("/dev/zero")
+    with pytest.raises(VideoError, match=r"dev\.avi' is not a regular file"):
+        load_video(tmp_path / "dev.avi")
+    with pytest.raises(VideoError, match="source must be a path or bytes; got int"):
+        load_video(3)
 
 
 # --------------------------------------------------------------------------- write errors

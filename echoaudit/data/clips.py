@@ -45,5 +45,5 @@ def conform_clip(frames: np.ndarray, fps: float, spec: ClipSpec) -> np.ndarray:
     if x.ndim != 3 or len(x) < 1:
         raise ValueError(f"frames must be (T, H, W) with T >= 1; got shape {x.shape}")
     if float(fps) != float(spec.fps):
-        x = resample_fps(x, float(fps), float(spec.fps))
+        x = resample_fps(x, float(fps), float(spec.fps), max_frames=spec.frames)  # never more than the clip
     return x[: spec.frames]

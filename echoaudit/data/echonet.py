@@ -8,7 +8,10 @@ written by a generator all share this layout, so every command reads them throug
 from __future__ import annotations
 
 import math
+import os
 import re
+import stat
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +47,15 @@ REQUIRED_COLUMNS = ("FileName", "EF", "Split")
 FILELIST = "FileList.csv"
 VIDEOS = "Videos"
 EXTENSION = ".avi"
+# A FileName ending in one of these names its file as written (``clip.mp4``); any other
+# FileName gets EXTENSION. Same as echoaudit.data.video.READ_EXTENSIONS (not imported:
+# opening a data set should not import the video module).
+VIDEO_EXTENSIONS = (".avi", ".gif", ".mp4", ".npy")
+ON_MISSING = ("error", "skip")
+# EchoNet-Dynamic's FileList.csv is ~1 MB for 10k videos; a file 100x that is no FileList.
+_MAX_FILELIST_BYTES = 100 * 2**20
+# Whole numbers (frame sizes, counts, extra columns) beyond this are no int64 counts.
+_MAX_WHOLE = 2**53
 _INT_COLUMNS = ("FrameHeight", "FrameWidth", "NumberOfFrames")
 _KNOWN_COLUMNS = (*FILELIST_COLUMNS, "PatientID", "View")
 _MAX_LINES_PER_KIND = 20  # keeps a message about 10k missing videos readable
@@ -75,7 +87,9 @@ class EchoNetDataset:
     so ``filename`` and ``File_Name`` are ``FileName``; a UTF-8 BOM is accepted):
 
     - ``FileName`` (str, required): the video's name, with or without ``.avi``; kept
-      without it. Unique over the whole data set; a bare name, no folders.
+      without it, and its file is ``Videos/<FileName>.avi``. A name ending in another
+      video extension (``clip.mp4``, ``.gif``, ``.npy``) names its file as written and is
+      kept with that extension. Unique over the whole data set; a bare name, no folders.
     - ``EF`` (float64, required): ejection fraction in percent, 0 <= EF <= 100.
     - ``ESV``, ``EDV`` (float64): end-systolic / end-diastolic volume (mL), >= 0;
       NaN when the column is absent (EchoNet-Pediatric) or the cell is empty.
@@ -100,20 +114,29 @@ class EchoNetDataset:
     Checked when opened, all at once; any problem raises one :class:`DatasetError`
     listing each with its place, written ``FileList.csv row R (line L)`` where R is
     the 1-based data row and L = R + 1 the file's line counting the header:
-    a missing ``FileList.csv``; missing required columns; listed videos not in
-    ``Videos/`` (a set difference); duplicate FileNames; EF not a number or outside
-    [0, 100]; other malformed numbers; unknown Split values; and a patient in more
-    than one split, since the privacy threshold is calibrated on unseen patients.
+    a missing, unreadable or oversized ``FileList.csv``; missing required columns;
+    listed videos not in ``Videos/`` (a set difference); listed videos that cannot be
+    used (a folder, empty, unreadable, or a first few bytes that are no video header;
+    frames are not decoded); duplicate FileNames; EF not a number or outside [0, 100];
+    other malformed numbers; unknown Split values; and a patient in more than one
+    split, since the privacy threshold is calibrated on unseen patients.
     Videos present but not listed are only a note (:attr:`notes`), shown with errors.
+
+    With ``open(..., on_missing="skip")`` the rows of missing or unusable videos are
+    left out instead, and listed in :attr:`skipped` (every other problem still raises).
 
     Frames are read only by :meth:`load`, which returns a ``Video`` with ``frames``
     (T, H, W) float32 in [0, 1] and ``fps``.
     """
 
-    def __init__(self, root: str | Path, table: pd.DataFrame, notes: Sequence[str] = ()):
+    def __init__(self, root: str | Path, table: pd.DataFrame, notes: Sequence[str] = (),
+                 skipped: pd.DataFrame | None = None):
         self.root = Path(root).absolute()
         self.table = table.reset_index(drop=True)
         self.notes = tuple(notes)
+        #: Rows left out by ``open(..., on_missing="skip")``: FileName (str), row (str,
+        #: ``FileList.csv row R (line L)``), reason (str); empty when none were.
+        self.skipped = skipped if skipped is not None else _skipped_frame([])
         self._position = {name: i for i, name in enumerate(self.table["FileName"])}
 
     @classmethod
@@ -123,6 +146,7 @@ class EchoNetDataset:
         *,
         split: str | Sequence[str] | None = None,
         check_files: bool = True,
+        on_missing: str = "error",
     ) -> "EchoNetDataset":
         """Read and validate the data set at ``root``; keep only ``split`` if given.
 
@@ -131,32 +155,57 @@ class EchoNetDataset:
             split: a split name or several (any case); None keeps every video. The whole
                 FileList is validated first, so a patient shared with a split that is
                 not kept is still an error.
-            check_files: compare the listed videos with the ``Videos/`` folders. Frames
-                are never decoded here.
+            check_files: compare the listed videos with the ``Videos/`` folders and read
+                the first bytes of each (a video header). Frames are never decoded here.
+            on_missing: ``"error"`` (default): a listed video that is missing or cannot
+                be used is a problem like any other. ``"skip"``: its row is left out and
+                recorded in :attr:`skipped` with the reason, and a note says how many;
+                every other problem still raises, and so does a data set left empty.
 
         Raises:
             DatasetError: listing every problem found (see the class docstring), or for
-                a ``split`` that is not one of SPLITS.
+                a ``split`` that is not one of SPLITS, or an ``on_missing`` not in
+                ON_MISSING.
         """
         root = Path(root).absolute()
         keep = _split_names(split)
-        if not root.is_dir():
+        if on_missing not in ON_MISSING:
+            raise DatasetError(f"on_missing must be one of {', '.join(map(repr, ON_MISSING))}; got {on_missing!r}")
+        try:
+            is_dir = root.is_dir()
+        except (OSError, ValueError):
+            is_dir = False
+        if not is_dir:
             raise DatasetError(f"EchoNet data set folder {str(root)!r} does not exist or is not a folder")
         problems: list[tuple[str, str]] = []
         notes: list[str] = []
-        parts = [
-            _read_source(src, check_files, problems, notes) for src in _find_sources(root, problems)
-        ]
-        parts = [p for p in parts if p is not None]
+        unusable: list[tuple[int, str]] = []  # (row of the whole table, problem text)
+        parts, offset = [], 0
+        for src in _find_sources(root, problems):
+            part = _read_source(src, check_files, problems, notes, unusable, offset)
+            if part is not None:
+                parts.append(part)
+                offset += len(part)
         table = pd.concat(parts, ignore_index=True) if parts else None
+        if on_missing == "error":
+            problems += [("missing videos", text) for _, text in unusable]
         if table is not None and "FileName" in table and "Split" in table:
             _check_across_rows(table, problems)
         if problems:
             raise DatasetError(_format_problems(root, problems, notes))
+        skipped = _skipped_frame([(table["FileName"].iat[i], table["_ref"].iat[i], text) for i, text in unusable]
+                                 if on_missing == "skip" else [])
+        if len(skipped):
+            table = table.drop(index=[i for i, _ in unusable])
+            if table.empty:
+                raise DatasetError(_format_problems(root, [("missing videos", text) for _, text in unusable], notes,
+                                                    head=f"all {len(skipped)} listed videos are missing or unusable"))
+            notes.append(f"skipped {len(skipped)} of {len(skipped) + len(table)} listed videos (on_missing='skip'): "
+                         + "; ".join(skipped["reason"].head(5)) + (" ..." if len(skipped) > 5 else ""))
         # Split went through a str-or-None map; fix every text column to pandas' str dtype.
         table = table.astype({c: str for c in ("FileName", "Split", "PatientID", "View", "path")})
         table = _order_columns(table.drop(columns="_ref"))
-        dataset = cls(root, table, notes)
+        dataset = cls(root, table, notes, skipped)
         return dataset if keep is None else dataset._subset(keep)
 
     def __len__(self) -> int:
@@ -205,7 +254,7 @@ class EchoNetDataset:
         return load_video(self.table.at[self._locate(i_or_name), "path"], **load_video_kwargs)
 
     def _subset(self, keep: Sequence[str]) -> "EchoNetDataset":
-        return type(self)(self.root, self.table[self.table["Split"].isin(keep)], self.notes)
+        return type(self)(self.root, self.table[self.table["Split"].isin(keep)], self.notes, self.skipped)
 
     def _locate(self, i_or_name: int | str) -> int:
         if isinstance(i_or_name, (int, np.integer)) and not isinstance(i_or_name, bool):
@@ -331,6 +380,8 @@ class EchoNetWriter:
             raise DatasetError("EchoNetWriter.add() is only allowed inside its `with` block")
         name = _strip_extension(str(name).strip())
         problem = _name_problem(name)
+        if not problem and _file_name(name) != f"{name}{EXTENSION}":
+            problem = f"the writer stores {EXTENSION} files; give the name without the {Path(name).suffix} extension"
         if problem:
             raise DatasetError(f"cannot add video {name!r}: {problem}")
         if name in self._names:
@@ -386,7 +437,8 @@ def write_filelist(root: str | Path, table: pd.DataFrame) -> Path:
     """Write ``ROOT/FileList.csv`` atomically from a table like :attr:`EchoNetDataset.table`.
 
     Columns: FILELIST_COLUMNS first, then the others; ``path`` is dropped (it is specific
-    to one machine). FileName is written without ``.avi``, Split upper-case; -1 in the
+    to one machine). FileName is written without ``.avi`` (with its own extension when
+    its file is not ``<FileName>.avi``, so the reader finds it), Split upper-case; -1 in the
     int columns and NaN are written as empty cells, which the reader reads back as -1 / NaN.
 
     Raises:
@@ -399,7 +451,8 @@ def write_filelist(root: str | Path, table: pd.DataFrame) -> Path:
     for column in FILELIST_COLUMNS:
         if column not in out.columns:
             out[column] = -1 if column in _INT_COLUMNS else math.nan
-    out["FileName"] = [_strip_extension(str(n)) for n in out["FileName"]]
+    paths = table["path"] if "path" in table.columns else [None] * len(out)
+    out["FileName"] = [_listed_name(str(n), p) for n, p in zip(out["FileName"], paths)]
     out["Split"] = out["Split"].astype(str).str.upper()
     for column in _INT_COLUMNS:
         ints = pd.to_numeric(out[column], errors="coerce")
@@ -454,12 +507,31 @@ def _find_sources(root: Path, problems: list[tuple[str, str]]) -> list[_Source]:
 
 
 def _read_source(
-    src: _Source, check_files: bool, problems: list[tuple[str, str]], notes: list[str]
+    src: _Source, check_files: bool, problems: list[tuple[str, str]], notes: list[str],
+    unusable: list[tuple[int, str]], offset: int,
 ) -> pd.DataFrame | None:
     try:
-        raw = pd.read_csv(src.csv, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        problems.append(("unreadable FileList.csv", f"{src.label} cannot be read as CSV: {e}"))
+        size = src.csv.stat().st_size
+        if size > _MAX_FILELIST_BYTES:
+            problems.append(("unreadable FileList.csv", (
+                f"{src.label} is {size} bytes; a FileList.csv is at most {_MAX_FILELIST_BYTES} bytes here "
+                "(EchoNet-Dynamic's is ~1 MB)"
+            )))
+            return None
+        with warnings.catch_warnings():
+            # index_col=False: a row with more fields than the header must not silently
+            # turn the first columns into the index; pandas warns about it, we refuse it.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            raw = pd.read_csv(src.csv, dtype=str, keep_default_na=False, encoding="utf-8-sig", index_col=False)
+    except pd.errors.ParserWarning:
+        problems.append(("unreadable FileList.csv", f"{src.label} cannot be read as CSV: a row has more fields "
+                                                    "than the header has columns"))
+        return None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
+        problems.append(("unreadable FileList.csv", f"{src.label} cannot be read as CSV: {str(e).strip()[:300]}"))
+        return None
+    except OSError as e:
+        problems.append(("unreadable FileList.csv", f"{src.label} cannot be read ({e.strerror or e})"))
         return None
     raw = _normalise_columns(raw, src, problems)
     if raw is None:
@@ -496,8 +568,8 @@ def _read_source(
     for column in _INT_COLUMNS:
         if column in raw:
             values, text = _parse_float(raw[column])
-            wrong = (text != "") & ~(values.notna() & np.isfinite(values) & (values % 1 == 0) & (values >= 1))
-            bad(f"bad {column}", wrong, lambda i, c=column, t=text: f"{c} {t.iat[i]!r} is not a whole number >= 1")
+            wrong = (text != "") & ~(values.notna() & (values % 1 == 0) & (values >= 1) & (values < _MAX_WHOLE))
+            bad(f"bad {column}", wrong, lambda i, c=column, t=text: f"{c} {t.iat[i]!r} is not a whole number in [1, 2**53)")
             table[column] = values.where(~wrong & (text != ""), -1).astype(np.int64)
         else:
             table[column] = np.full(len(raw), -1, dtype=np.int64)
@@ -521,9 +593,10 @@ def _read_source(
         else:
             view = raw["View"].str.strip() if "View" in raw else pd.Series("", index=raw.index)
             table["View"] = view.where(view != "", "unknown")
-        table["path"] = [str(src.videos / f"{n}{EXTENSION}") for n in table["FileName"]]
+        written = raw["FileName"].str.strip()
+        table["path"] = [str(src.videos / _file_name(n)) for n in written]
         if check_files:
-            _check_files(src, table, problems, notes)
+            _check_files(src, table, problems, notes, unusable, offset)
     for column in raw.columns:
         if column not in _KNOWN_COLUMNS:
             table[column] = _infer_extra(raw[column])
@@ -543,20 +616,66 @@ def _normalise_columns(raw: pd.DataFrame, src: _Source, problems: list[tuple[str
     return raw.set_axis(renamed, axis=1)
 
 
-def _check_files(src: _Source, table: pd.DataFrame, problems: list[tuple[str, str]], notes: list[str]) -> None:
+def _check_files(
+    src: _Source, table: pd.DataFrame, problems: list[tuple[str, str]], notes: list[str],
+    unusable: list[tuple[int, str]], offset: int,
+) -> None:
+    """Listed vs present as a set difference, then the first bytes of each listed file.
+
+    Per-row findings go to ``unusable`` as (offset + row, text): the caller reports them
+    as problems, or skips those rows (``on_missing="skip"``)."""
     prefix = "" if src.view is None else f"{src.view}/"
-    if not src.videos.is_dir():
-        problems.append(("missing videos", f"{prefix}{VIDEOS}/ folder does not exist ({len(table)} listed videos)"))
+    try:
+        present = {p.name for p in src.videos.iterdir()} if src.videos.is_dir() else None
+    except OSError as e:
+        problems.append(("missing videos", f"{prefix}{VIDEOS}/ cannot be listed ({e.strerror or e})"))
         return
-    present = {p.name[: -len(EXTENSION)] for p in src.videos.iterdir() if p.name.endswith(EXTENSION)}
-    listed = set(table["FileName"])
-    for i in np.flatnonzero(~table["FileName"].isin(present).to_numpy()):
-        name = table["FileName"].iat[i]
-        problems.append(("missing videos", f"{table['_ref'].iat[i]}: {prefix}{VIDEOS}/{name}{EXTENSION} is listed but not present"))
-    unlisted = sorted(present - listed)
+    refs = table["_ref"].tolist()
+    if present is None:
+        for i, ref in enumerate(refs):
+            unusable.append((offset + i, f"{ref}: {prefix}{VIDEOS}/ folder does not exist"))
+        return
+    by_lower = defaultdict(list)
+    for name in present:
+        by_lower[name.lower()].append(name)
+    files = [Path(p).name for p in table["path"]]
+    for i, file in enumerate(files):
+        where = f"{refs[i]}: {prefix}{VIDEOS}/{file}"
+        if file not in present:
+            near = [n for n in by_lower.get(file.lower(), []) if n != file]
+            hint = f" (there is {near[0]!r}: names are case-sensitive)" if near else ""
+            unusable.append((offset + i, f"{where} is listed but not present{hint}"))
+            continue
+        reason = _unusable_video(src.videos / file)
+        if reason:
+            unusable.append((offset + i, f"{where} {reason}"))
+    unlisted = sorted(n for n in present - set(files)
+                      if Path(n).suffix.lower() in VIDEO_EXTENSIONS and (src.videos / n).is_file())
     if unlisted:
-        shown = ", ".join(f"{n}{EXTENSION}" for n in unlisted[:10]) + (" ..." if len(unlisted) > 10 else "")
+        shown = ", ".join(unlisted[:10]) + (" ..." if len(unlisted) > 10 else "")
         notes.append(f"{len(unlisted)} video(s) in {prefix}{VIDEOS}/ not listed in {src.label}: {shown}")
+
+
+def _unusable_video(path: Path) -> str:
+    """Why the file at ``path`` cannot be a video ("" when its first bytes are a video
+    header). Reads at most 16 bytes: frames are decoded only by ``load``."""
+    from echoaudit.data.video import sniff_container
+
+    try:
+        info = os.stat(path)
+        if stat.S_ISDIR(info.st_mode):
+            return "is a folder, not a video file"
+        if not stat.S_ISREG(info.st_mode):
+            return "is not a regular file (a device, pipe or socket)"
+        if info.st_size == 0:
+            return "is empty (0 bytes)"
+        with open(path, "rb", buffering=0) as f:
+            head = f.read(16)
+    except OSError as e:
+        return f"cannot be read ({e.strerror or e})"
+    if sniff_container(head) is None:
+        return f"is not a video (it starts with {head[:12]!r}; no AVI, MP4, GIF or NumPy header)"
+    return ""
 
 
 def _check_across_rows(table: pd.DataFrame, problems: list[tuple[str, str]]) -> None:
@@ -582,9 +701,9 @@ def _check_across_rows(table: pd.DataFrame, problems: list[tuple[str, str]]) -> 
         )))
 
 
-def _format_problems(root: Path, problems: list[tuple[str, str]], notes: list[str]) -> str:
+def _format_problems(root: Path, problems: list[tuple[str, str]], notes: list[str], head: str = "") -> str:
     lines = [
-        f"EchoNet data set {str(root)!r} has {len(problems)} problem(s) "
+        f"EchoNet data set {str(root)!r} has {len(problems)} problem(s){': ' + head if head else ''} "
         "(rows are 1-based data rows of FileList.csv; line = row + 1, the header is line 1):"
     ]
     by_kind: dict[str, list[str]] = defaultdict(list)
@@ -605,13 +724,39 @@ def _strip_extension(name: str) -> str:
     return name[: -len(EXTENSION)] if name.lower().endswith(EXTENSION) else name
 
 
+def _file_name(name: str) -> str:
+    """The file in Videos/ of a FileName as written in FileList.csv: a name with a video
+    extension (``clip.mp4``, ``c0.avi``, ``c0.AVI``) is the file's name, any other name
+    gets ``.avi``."""
+    return name if Path(name).suffix.lower() in VIDEO_EXTENSIONS else f"{name}{EXTENSION}"
+
+
+def _listed_name(name: str, path: str | None) -> str:
+    """The FileName to write for a row: without ``.avi``, unless its file is named otherwise
+    (``clip.AVI``), which is then written as the file is named so that it is found."""
+    name = _strip_extension(name)
+    if path is not None and isinstance(path, str) and path:
+        file = Path(path).name
+        if file != _file_name(name) and _strip_extension(file) != file:
+            return file
+    return name
+
+
 def _name_problem(name: str) -> str:
     """Why ``name`` cannot be a FileName ("" when it can): it must stay inside Videos/."""
     if not name:
         return "FileName is empty"
     if "/" in name or "\\" in name or name in (".", "..") or name.startswith("."):
         return "FileName must be a bare file name (no folders, not starting with '.')"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "FileName contains control characters"
+    if len(name.encode("utf-8", "surrogatepass")) > 250:
+        return "FileName is longer than 250 bytes (no file system holds such a name)"
     return ""
+
+
+def _skipped_frame(rows: list[tuple[str, str, str]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["FileName", "row", "reason"]).astype(str)
 
 
 def _parse_float(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -630,8 +775,9 @@ def _normalise_split(value: str) -> str | None:
     value = str(value).strip().upper()
     if value in SPLITS:
         return value
-    if re.fullmatch(r"\d+(\.0*)?", value):  # "8" or "8.0" once a spreadsheet touched it
-        return FOLD_SPLITS.get(str(int(float(value))))
+    match = re.fullmatch(r"([0-9]{1,3})(\.0*)?", value)  # "8" or "8.0" once a spreadsheet touched it
+    if match:
+        return FOLD_SPLITS.get(str(int(match.group(1))))
     return None
 
 
@@ -650,7 +796,8 @@ def _infer_extra(raw: pd.Series) -> pd.Series:
     text = raw.str.strip()
     values = pd.to_numeric(text, errors="coerce")
     if len(text) and values.notna().all():
-        return values.astype(np.int64) if (values % 1 == 0).all() else values.astype(np.float64)
+        whole = (values % 1 == 0).all() and (values.abs() < _MAX_WHOLE).all()
+        return values.astype(np.int64) if whole else values.astype(np.float64)
     return raw
 
 

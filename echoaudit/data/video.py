@@ -14,6 +14,13 @@ GIF goes through Pillow so that per-frame delays can be read and written.
 The container is recognised from the file's first bytes, not from its name: the extension
 (or ``extension=`` for bytes) must be one of :data:`READ_EXTENSIONS`, and content that is
 no known container is rejected as "not a video".
+
+Hostile input (uploads are untrusted): the byte size is checked first, then what the
+container's header claims (frame size, frame count, frame rate, the .npy shape and dtype)
+against :class:`VideoLimits`, all before a frame is decoded; while decoding, every frame
+must keep the first frame's size (a size that changes mid-stream means a corrupt file).
+Every failure is a :class:`~echoaudit.errors.VideoError` that names the file or upload;
+nothing is unpickled (.npy is read with ``allow_pickle=False``).
 """
 
 from __future__ import annotations
@@ -23,7 +30,6 @@ import math
 import os
 import struct
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -37,6 +43,11 @@ __all__ = [
     "Video",
     "VideoLimits",
     "DEFAULT_FPS",
+    "MAX_BYTES",
+    "MAX_FRAMES",
+    "MAX_SIDE",
+    "MAX_PIXELS",
+    "FPS_RANGE",
     "READ_EXTENSIONS",
     "WRITE_CODECS",
     "load_video",
@@ -48,6 +59,7 @@ __all__ = [
     "resample_fps",
     "to_gray",
     "to_uint8",
+    "sniff_container",
 ]
 
 #: Frame rate given to .npy arrays (which carry none) when the caller passes no ``fps``;
@@ -55,6 +67,22 @@ __all__ = [
 DEFAULT_FPS = 50.0
 
 READ_EXTENSIONS = (".avi", ".gif", ".mp4", ".npy")
+
+# Default limits of load_video (the fields of VideoLimits; pass limits=VideoLimits(...) to
+# change them). An EchoNet clip is 112x112 gray, at most ~1000 frames and a few MB.
+#: Bytes of a file or upload, checked before anything else.
+MAX_BYTES = 200 * 2**20
+#: Frames in the source, and after resampling to another frame rate.
+MAX_FRAMES = 2000
+#: Frame height and width in pixels.
+MAX_SIDE = 1024
+#: Decoded samples T x H x W (2**28: 1 GiB as float32), so that frame count and frame
+#: size at their separate limits cannot multiply into tens of GB.
+MAX_PIXELS = 2**28
+#: Frame rates (fps) a video may declare: ultrasound runs at 15-100 fps, research
+#: high-frame-rate echo up to ~1000; a rate outside is a broken header, and resampling
+#: from it would multiply or drop frames by the same absurd factor.
+FPS_RANGE = (1.0, 1000.0)
 
 #: Codecs ``write_video`` accepts per extension; the first one is the default.
 #: mjpeg at -q:v 2 is near-lossless on echo frames (> 45 dB); ffv1/rawvideo are lossless.
@@ -110,23 +138,37 @@ class Video:
 class VideoLimits:
     """What :func:`load_video` accepts; anything beyond raises :class:`VideoError`.
 
+    Defaults are the module constants :data:`MAX_BYTES` (200 MiB), :data:`MAX_FRAMES`
+    (2000), :data:`MAX_SIDE` (1024), :data:`MAX_PIXELS` (2**28) and :data:`FPS_RANGE`
+    ([1, 1000] fps).
+
     Attributes:
         max_bytes: size of the file / upload, checked before decoding.
-        max_frames: frames in the source (before resampling).
+        max_frames: frames in the source (before resampling; checked against the header's
+            frame count before decoding where the container has one), and after
+            resampling to the ``fps`` asked for.
         max_side: frame height and width in pixels (before resizing).
         min_frames: fewest frames a source must have (a single image is no video).
+        max_pixels: T x H x W of the decoded frames (before resizing).
+        min_fps, max_fps: frame rates a video may declare (AVI/MP4 header, GIF delays).
     """
 
-    max_bytes: int = 512 * 2**20
-    max_frames: int = 10_000
-    max_side: int = 2048
+    max_bytes: int = MAX_BYTES
+    max_frames: int = MAX_FRAMES
+    max_side: int = MAX_SIDE
     min_frames: int = 2
+    max_pixels: int = MAX_PIXELS
+    min_fps: float = FPS_RANGE[0]
+    max_fps: float = FPS_RANGE[1]
 
     def __post_init__(self):
-        for name in ("max_bytes", "max_frames", "max_side", "min_frames"):
+        for name in ("max_bytes", "max_frames", "max_side", "min_frames", "max_pixels"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"VideoLimits.{name} must be a positive int; got {value!r}")
+        lo, hi = self.min_fps, self.max_fps
+        if not (isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and 0 < lo <= hi < math.inf):
+            raise ValueError(f"VideoLimits.min_fps / max_fps must satisfy 0 < min_fps <= max_fps < inf; got {lo!r}, {hi!r}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -198,7 +240,13 @@ def resize_frames(frames: np.ndarray, size: int | tuple[int, int]) -> np.ndarray
     return y[:, 0].clamp_(0.0, 1.0).numpy()
 
 
-def resample_indices(num_frames: int, fps_in: float, fps_out: float) -> np.ndarray:
+def resampled_length(num_frames: int, fps_in: float, fps_out: float) -> int:
+    """n_out = max(1, floor(T * fps_out / fps_in)): frames after :func:`resample_indices`."""
+    # The epsilon keeps exact ratios (3 * 50/30 = 5.0) from rounding down to 4.
+    return max(1, math.floor(num_frames * fps_out / fps_in + 1e-9))
+
+
+def resample_indices(num_frames: int, fps_in: float, fps_out: float, max_frames: int | None = None) -> np.ndarray:
     """Source frame index for each output frame when changing the frame rate.
 
     Output frame j shows the source frame on screen at time t_j = j / fps_out
@@ -210,22 +258,28 @@ def resample_indices(num_frames: int, fps_in: float, fps_out: float) -> np.ndarr
     so halving the rate keeps frames 0, 2, 4, ... (EchoNet's ``frames[::2]``) and doubling
     it shows every frame twice. The duration T / fps_in is kept (up to one output frame).
 
+    Args:
+        max_frames: compute only the first ``min(n_out, max_frames)`` indices (a clip of
+            the first frames costs no more when the rate ratio is large).
+
     Returns:
-        (n_out,) int64 indices into the source frames.
+        (min(n_out, max_frames),) int64 indices into the source frames.
     """
     fps_in, fps_out = _check_fps(fps_in), _check_fps(fps_out)
     if num_frames < 1:
         raise VideoError(f"cannot resample {num_frames} frames; need at least 1")
-    # The epsilon keeps exact ratios (3 * 50/30 = 5.0) from rounding down to 4.
-    n_out = max(1, math.floor(num_frames * fps_out / fps_in + 1e-9))
+    n_out = resampled_length(num_frames, fps_in, fps_out)
+    if max_frames is not None:
+        n_out = min(n_out, max(1, int(max_frames)))
     idx = np.floor(np.arange(n_out) * (fps_in / fps_out) + 1e-9).astype(np.int64)
     return np.minimum(idx, num_frames - 1)
 
 
-def resample_fps(frames: np.ndarray, fps_in: float, fps_out: float) -> np.ndarray:
-    """Change the frame rate of (T, ...) frames by picking frames: ``frames[resample_indices(...)]``."""
+def resample_fps(frames: np.ndarray, fps_in: float, fps_out: float, max_frames: int | None = None) -> np.ndarray:
+    """Change the frame rate of (T, ...) frames by picking frames: ``frames[resample_indices(...)]``
+    (only the first ``max_frames`` output frames when given)."""
     frames = np.asarray(frames)
-    return frames[resample_indices(frames.shape[0], fps_in, fps_out)]
+    return frames[resample_indices(frames.shape[0], fps_in, fps_out, max_frames)]
 
 
 # ---------------------------------------------------------------------------------------
@@ -261,7 +315,8 @@ def load_video(
         frame_step: keep frames 0, k, 2k, ... (after resampling; before ``num_frames``)
             and report fps / k. AVI/MP4 with an intra-only codec (EchoNet's MJPEG) then
             skip decoding the other frames: ~8x less work for k = 8.
-        limits: size limits, see :class:`VideoLimits`.
+        limits: size limits, see :class:`VideoLimits` (defaults: :data:`MAX_BYTES`,
+            :data:`MAX_FRAMES`, :data:`MAX_SIDE`, :data:`MAX_PIXELS`, :data:`FPS_RANGE`).
 
     Returns:
         Video with frames (T, H, W) float32 in [0, 1].
@@ -270,11 +325,15 @@ def load_video(
     delay (an encoder that merged repeated frames gets them back).
 
     Raises:
-        VideoError: missing file; bytes without ``extension``; unsupported extension;
-            over a limit; not a video; truncated or corrupt; zero frames; fewer than
-            ``limits.min_frames`` frames; .npy with a wrong shape, dtype, NaN/inf or
+        VideoError: missing or unreadable file; bytes without ``extension``; unsupported
+            extension; over a limit (bytes, frames, side, pixels, also after resampling);
+            not a video; truncated or corrupt; frames whose size changes mid-stream; no
+            or an implausible frame rate; zero frames; fewer than ``limits.min_frames``
+            frames; .npy with a wrong shape, dtype (object arrays included), NaN/inf or
             values outside [0, 1]; fewer than ``num_frames`` frames after resampling.
     """
+    if not isinstance(limits, VideoLimits):
+        raise VideoError(f"limits must be a VideoLimits; got {type(limits).__name__}")
     if fps is not None:
         fps = _check_fps(fps)
     out_hw = _check_size(size) if size is not None else None
@@ -304,6 +363,13 @@ def load_video(
     else:
         out_fps = native_fps
         if fps is not None and not math.isclose(fps, native_fps, rel_tol=1e-6):
+            n_out = resampled_length(len(frames), native_fps, fps)
+            if n_out > limits.max_frames or n_out * frames.shape[1] * frames.shape[2] > limits.max_pixels:
+                raise VideoError(
+                    f"{name}: {len(frames)} frames at {native_fps:g} fps become {n_out} frames of "
+                    f"{frames.shape[1]}x{frames.shape[2]} at {fps:g} fps; the limits are {limits.max_frames} "
+                    f"frames and {limits.max_pixels} pixels (VideoLimits.max_frames / max_pixels)"
+                )
             frames, out_fps = resample_fps(frames, native_fps, fps), fps
     if frame_step > 1:
         if kind not in ("avi", "mp4") or done == 1:
@@ -337,11 +403,16 @@ def _open_source(source, extension, limits):
         path = Path(source)
         name = f"'{path}'"
         ext = _norm_ext(extension if extension is not None else path.suffix)
-        if not path.exists():
-            raise VideoError(f"video file not found: {name}")
-        if not path.is_file():
-            raise VideoError(f"{name} is a folder, not a video file")
-        nbytes, data = path.stat().st_size, None
+        try:
+            if not path.exists():
+                raise VideoError(f"video file not found: {name}")
+            if path.is_dir():
+                raise VideoError(f"{name} is a folder, not a video file")
+            if not path.is_file():  # a device or pipe: reading it might never end
+                raise VideoError(f"{name} is not a regular file (a device, pipe or socket), not a video file")
+            nbytes, data = path.stat().st_size, None
+        except OSError as e:
+            raise VideoError(f"cannot read {name} ({e.strerror or e})") from e
     else:
         raise VideoError(f"source must be a path or bytes; got {type(source).__name__}")
     if nbytes > limits.max_bytes:
@@ -364,8 +435,17 @@ def _norm_ext(extension: str) -> str:
 
 
 def _read_head(path: Path, n: int) -> bytes:
-    with open(path, "rb") as f:
-        return f.read(n)
+    try:
+        with open(path, "rb") as f:
+            return f.read(n)
+    except OSError as e:  # permission denied, a file removed meanwhile, an I/O error
+        raise VideoError(f"cannot read '{path}' ({e.strerror or e})") from e
+
+
+def sniff_container(head: bytes) -> str | None:
+    """Container of a file from its first (at least 12) bytes: 'avi', 'mp4', 'gif', 'npy'
+    or None for anything else. Reads no more than the bytes given."""
+    return _sniff(bytes(head))
 
 
 def _sniff(head: bytes) -> str | None:
@@ -400,6 +480,32 @@ def _check_sides(h: int, w: int, name: str, limits: VideoLimits) -> None:
         )
 
 
+def _check_pixels(n: int, h: int, w: int, name: str, limits: VideoLimits, about: str = "") -> None:
+    if n * h * w > limits.max_pixels:
+        raise VideoError(
+            f"{name} has {about}{n} frames of {h}x{w} (HxW) = {n * h * w} pixels; the limit is "
+            f"{limits.max_pixels} (VideoLimits.max_pixels): shorten or downsize it"
+        )
+
+
+def _check_native_fps(fps: float | None, name: str, limits: VideoLimits, source: str) -> float:
+    if fps is None or not math.isfinite(fps) or fps <= 0:
+        raise VideoError(f"{name} has no valid frame rate ({source} gives {fps!r}): the header is corrupt")
+    if not limits.min_fps <= fps <= limits.max_fps:
+        raise VideoError(
+            f"{name} declares {fps:g} fps ({source}); allowed: {limits.min_fps:g} to {limits.max_fps:g} fps "
+            "(VideoLimits.min_fps / max_fps)"
+        )
+    return fps
+
+
+def _size_changed(i: int, hw: tuple[int, int], first: tuple[int, int], name: str) -> VideoError:
+    return VideoError(
+        f"{name}: frame {i} is {hw[0]}x{hw[1]} (HxW) pixels but frame 0 is {first[0]}x{first[1]}: "
+        "the frame size changes mid-stream, so the file is corrupt"
+    )
+
+
 def _avi_header(head: bytes) -> tuple[int, int | None]:
     """(file size the RIFF header declares, dwTotalFrames of 'avih' or None)."""
     declared = struct.unpack_from("<I", head, 4)[0] + 8
@@ -414,8 +520,11 @@ def _mp4_end(f, size: int) -> int:
     With the index (moov) written first, ffmpeg decodes a cut-off MP4 up to the cut
     without complaint; the box sizes tell that bytes are missing.
     """
-    pos = 0
+    pos, boxes = 0, 0
     while pos + 8 <= size:
+        boxes += 1
+        if boxes > 100_000:  # real files have a handful; do not walk millions of tiny boxes
+            return pos
         f.seek(pos)
         header = f.read(16)
         n = struct.unpack_from(">I", header)[0]
@@ -435,21 +544,26 @@ def _last_line(exc: BaseException) -> str:
 
 
 def _read_av(path, data, kind, head, name, limits, step: int = 1,
-             want_fps: float | None = None) -> tuple[np.ndarray, float | None, int]:
+             want_fps: float | None = None) -> tuple[np.ndarray, float, int]:
     """Decode an AVI / MP4 in-process with PyAV (FFmpeg's libraries).
 
-    Returns (frames (T', H, W) float32, native fps or None, the step applied): frames
-    0, step, 2*step, ... when a step could be applied while decoding (no resampling to
-    another frame rate asked for), else every frame (step 1). With an intra-only codec
-    (MJPEG, FFV1, raw: EchoNet AVIs) the skipped frames are demuxed but never decoded.
+    Returns (frames (T', H, W) float32, native fps, the step applied): frames 0, step,
+    2*step, ... when a step could be applied while decoding (no resampling to another
+    frame rate asked for), else every frame (step 1). With an intra-only codec (MJPEG,
+    FFV1, raw: EchoNet AVIs) the skipped frames are demuxed but never decoded.
+
+    Before the first frame is decoded: the byte length the header declares, the frame
+    size, the frame count (AVI header, stream index or duration x rate), the frame rate
+    and the pixel budget are checked; the decoder itself refuses frames over
+    ``max_side**2`` pixels. While decoding, every frame must keep frame 0's size.
     """
     import av
 
     label = kind.upper()
     total = None
+    actual = len(data) if data is not None else path.stat().st_size
     if kind == "avi":
         declared, total = _avi_header(head)
-        actual = len(data) if data is not None else path.stat().st_size
         # A RIFF file states its own length: fewer bytes on disk means it was cut short.
         # (Larger is fine: OpenDML AVIs over 1 GB continue in further RIFF chunks.)
         if actual < declared:
@@ -457,39 +571,65 @@ def _read_av(path, data, kind, head, name, limits, step: int = 1,
                 f"{name}: truncated or corrupt AVI file: its header declares {declared} bytes, "
                 f"it has {actual}"
             )
+        if total is not None and total > limits.max_frames:
+            raise VideoError(
+                f"{name}: its AVI header lists {total} frames; the limit is {limits.max_frames} "
+                "(VideoLimits.max_frames)"
+            )
     if kind == "mp4":
-        actual = len(data) if data is not None else path.stat().st_size
-        with io.BytesIO(data) if data is not None else open(path, "rb") as f:
-            declared = _mp4_end(f, actual)
+        try:
+            with io.BytesIO(data) if data is not None else open(path, "rb") as f:
+                declared = _mp4_end(f, actual)
+        except OSError as e:
+            raise VideoError(f"cannot read {name} ({e.strerror or e})") from e
         if declared > actual:
             raise VideoError(
                 f"{name}: truncated or corrupt MP4 file: its boxes declare {declared} bytes, it has {actual}"
             )
     frames: list[np.ndarray] = []
     n = 0  # frames in the file (decoded or skipped)
-    fps = None
+    first_hw = None
     try:
         with av.open(io.BytesIO(data) if data is not None else str(path), mode="r") as container:
             if not container.streams.video:
                 raise VideoError(f"{name} contains no video stream")
             stream = container.streams.video[0]
             ctx = stream.codec_context
-            _check_sides(int(ctx.height or 0), int(ctx.width or 0), name, limits)
+            h, w = int(ctx.height or 0), int(ctx.width or 0)
+            _check_sides(h, w, name, limits)
             rate = stream.average_rate or stream.guessed_rate
-            fps = float(rate) if rate and math.isfinite(float(rate)) and float(rate) > 0 else None
+            fps = _check_native_fps(float(rate) if rate else None, name, limits, f"the {label} header")
             duration = (float(stream.duration * stream.time_base) if stream.duration and stream.time_base
                         else (container.duration / 1e6 if container.duration else None))
             # Estimate first so that a 10-hour file is refused before it is decoded.
-            if fps and duration and math.isfinite(duration) and duration * fps > limits.max_frames + 1:
+            if duration and math.isfinite(duration) and duration * fps > limits.max_frames + 1:
                 raise VideoError(
                     f"{name} has about {duration * fps:.0f} frames ({duration:.1f} s at {fps:g} fps); "
                     f"the limit is {limits.max_frames} (VideoLimits.max_frames)"
                 )
-            if want_fps is not None and (fps is None or not math.isclose(want_fps, fps, rel_tol=1e-6)):
+            listed = max(int(stream.frames or 0), int(total or 0))
+            if listed > limits.max_frames:
+                raise VideoError(
+                    f"{name}: its {label} index lists {listed} frames; the limit is {limits.max_frames} "
+                    "(VideoLimits.max_frames)"
+                )
+            _check_pixels(listed, h, w, name, limits)
+            # The decoder refuses any frame over the side limit squared before allocating it,
+            # whatever size a corrupt frame header claims.
+            ctx.options = {**ctx.options, "max_pixels": str(limits.max_side**2)}
+            if want_fps is not None and not math.isclose(want_fps, fps, rel_tol=1e-6):
                 step = 1  # resampling in time needs every frame
             for item in _decoded(container, stream, step):
                 if n >= limits.max_frames:
                     raise VideoError(f"{name} has more than {limits.max_frames} frames (VideoLimits.max_frames)")
+                if item is not None:
+                    hw = (int(item.height), int(item.width))
+                    if first_hw is None:
+                        _check_sides(*hw, name, limits)
+                        first_hw = hw
+                    elif hw != first_hw:
+                        raise _size_changed(n, hw, first_hw, name)
+                    _check_pixels(len(frames) + 1, *hw, name, limits, about="at least ")
                 if n % step == 0:
                     # rgb24 then to_gray: gray stored as color (EchoNet) comes back exactly,
                     # color video gets BT.601 luma, as for every other reader here.
@@ -497,6 +637,8 @@ def _read_av(path, data, kind, head, name, limits, step: int = 1,
                 n += 1
     except VideoError:
         raise
+    except MemoryError as e:
+        raise VideoError(f"{name}: not enough memory to decode it (frames of {first_hw} pixels)") from e
     except Exception as e:  # PyAV reports bad input as av.error.* (InvalidDataError, ...)
         if total == 0:
             raise VideoError(f"{name} contains zero frames") from e
@@ -509,6 +651,8 @@ def _read_av(path, data, kind, head, name, limits, step: int = 1,
             f"only {n} could be decoded"
         )
     _check_frame_count(n, name, limits)
+    if not frames:  # frames counted by the demuxer, none of them decodable
+        raise VideoError(f"{name}: truncated or corrupt {label} file; none of its {n} frames could be decoded")
     return np.stack(frames), fps, step
 
 
@@ -538,57 +682,98 @@ def _read_gif(path, data, name, limits) -> tuple[np.ndarray, float]:
         with Image.open(io.BytesIO(data) if data is not None else path) as im:
             w, h = im.size
             _check_sides(h, w, name, limits)
-            n = im.n_frames
+            n = im.n_frames  # walks the frame headers; nothing is decoded yet
             if n > limits.max_frames:
                 _check_frame_count(n, name, limits)
+            _check_pixels(n, h, w, name, limits)
             for i in range(n):
                 im.seek(i)
+                # Pillow grows the canvas when a frame reaches past the GIF's logical screen;
+                # seek only reads the frame's header, so this is checked before decoding it.
+                if im.size != (w, h):
+                    raise _size_changed(i, im.size[::-1], (h, w), name)
                 delays.append(im.info.get("duration") or _GIF_DEFAULT_DELAY_MS)
-                frames.append(to_gray(np.asarray(im.convert("RGB"))[None])[0])
+                frame = np.asarray(im.convert("RGB"))
+                if frame.shape[:2] != (h, w):
+                    raise _size_changed(i, frame.shape[:2], (h, w), name)
+                frames.append(to_gray(frame[None])[0])
     except VideoError:
         raise
+    except Image.DecompressionBombError as e:
+        raise VideoError(f"{name}: GIF canvas too large ({_last_line(e)}); the limit is {limits.max_side} per side") from e
     except Exception as e:  # Pillow: OSError "image file is truncated", EOFError, SyntaxError
         raise VideoError(f"{name}: truncated or corrupt GIF file ({_last_line(e)})") from e
     _check_frame_count(len(frames), name, limits)
     stack = np.stack(frames)
     delays = np.asarray(delays, dtype=np.float64)
     step = float(delays.min())
+    fps = _check_native_fps(1000.0 / step, name, limits, f"its shortest frame delay of {step:g} ms")
     if not np.all(delays == step):
         # Frame i is on screen during [start_i, start_i + delay_i): sample every `step` ms.
         ends = np.cumsum(delays)
         n_out = int(round(ends[-1] / step))
-        if n_out > limits.max_frames:
+        if n_out > limits.max_frames or n_out * h * w > limits.max_pixels:
             raise VideoError(
                 f"{name} has {len(stack)} frames with delays of {step:g} to {delays.max():g} ms, "
-                f"{n_out} at a constant {1000 / step:g} fps; the limit is {limits.max_frames} "
-                "(VideoLimits.max_frames)"
+                f"{n_out} at a constant {1000 / step:g} fps; the limits are {limits.max_frames} frames "
+                f"and {limits.max_pixels} pixels (VideoLimits.max_frames / max_pixels)"
             )
         t = np.arange(n_out) * step
         stack = stack[np.minimum(np.searchsorted(ends, t, side="right"), len(stack) - 1)]
-    return stack, 1000.0 / step
+    return stack, fps
+
+
+def _npy_header(f, name: str) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, file size they need) from a .npy header; no data is read."""
+    from numpy.lib import format as npy_format
+
+    try:
+        version = npy_format.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = npy_format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, _, dtype = npy_format.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"unsupported .npy format version {version}")
+    except Exception as e:  # ValueError (bad magic, bad header dict, pickled dtype), EOFError
+        raise VideoError(f"{name}: truncated or corrupt .npy file, or not a plain array ({_last_line(e)})") from e
+    if dtype.hasobject:
+        raise VideoError(f"{name}: dtype {dtype} holds Python objects, which are never unpickled; "
+                         "allowed: uint8, or float with values in [0, 1]")
+    return tuple(shape), dtype, f.tell() + math.prod(shape) * dtype.itemsize
 
 
 def _read_npy(path, data, name, limits) -> np.ndarray:
+    nbytes = len(data) if data is not None else path.stat().st_size
+    try:
+        with io.BytesIO(data) if data is not None else open(path, "rb") as f:
+            shape, dtype, need = _npy_header(f, name)
+    except OSError as e:
+        raise VideoError(f"cannot read {name} ({e.strerror or e})") from e
+    # Shape and dtype are checked before any data is read or memory is reserved for it.
+    if not (len(shape) == 3 or (len(shape) == 4 and shape[-1] in (1, 3, 4))):
+        raise VideoError(
+            f"{name}: array of shape {shape} (ndim {len(shape)}); expected (T, H, W) "
+            "or (T, H, W, C) with C in 1, 3, 4"
+        )
+    if not (dtype == np.uint8 or np.issubdtype(dtype, np.floating)):
+        raise VideoError(f"{name}: dtype {dtype}; allowed: uint8, or float with values in [0, 1]")
+    _check_frame_count(shape[0], name, limits)
+    _check_sides(shape[1], shape[2], name, limits)
+    _check_pixels(shape[0], shape[1], shape[2], name, limits)
+    if nbytes < need:
+        raise VideoError(f"{name}: truncated or corrupt .npy file: its header declares {need} bytes, it has {nbytes}")
     try:
         if data is not None:
             arr = np.load(io.BytesIO(data), allow_pickle=False)
         else:
-            # Memory-mapped: the shape checks below run before the data is read.
+            # Memory-mapped: the file is read as the checks below touch it.
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except Exception as e:  # ValueError (pickled objects, bad header, short data), EOFError
+        arr = np.asarray(arr)
+    except Exception as e:  # ValueError (short data), EOFError, OSError
         raise VideoError(f"{name}: truncated or corrupt .npy file, or not a plain array ({_last_line(e)})") from e
-    if not isinstance(arr, np.ndarray):
-        raise VideoError(f"{name}: expected one array, got {type(arr).__name__}")
-    if not (arr.ndim == 3 or (arr.ndim == 4 and arr.shape[-1] in (1, 3, 4))):
-        raise VideoError(
-            f"{name}: array of shape {tuple(arr.shape)} (ndim {arr.ndim}); expected (T, H, W) "
-            "or (T, H, W, C) with C in 1, 3, 4"
-        )
-    if not (arr.dtype == np.uint8 or np.issubdtype(arr.dtype, np.floating)):
-        raise VideoError(f"{name}: dtype {arr.dtype}; allowed: uint8, or float with values in [0, 1]")
-    _check_frame_count(arr.shape[0], name, limits)
-    _check_sides(arr.shape[1], arr.shape[2], name, limits)
-    arr = np.asarray(arr)
+    if arr.shape != shape or arr.dtype != dtype:  # cannot happen for a file np.load agrees with
+        raise VideoError(f"{name}: corrupt .npy file (header says {shape} {dtype}, data is {arr.shape} {arr.dtype})")
     if arr.dtype != np.uint8:
         bad = int(np.count_nonzero(~np.isfinite(arr)))
         if bad:
@@ -730,7 +915,7 @@ def _write_gif(tmp: Path, u8: np.ndarray, fps: float) -> None:
 
 
 def video_to_mp4_bytes(frames: np.ndarray, fps: float) -> bytes:
-    """H.264 MP4 (yuv420p, +faststart) bytes of (T, H, W) frames, for a browser's <video>.
+    """H.264 MP4 (yuv420p, fragmented) bytes of (T, H, W) frames, for a browser's <video>.
 
     An odd height or width is padded by one row / column copied from the edge (yuv420p
     needs even sizes). Same frames -> same bytes.
@@ -740,10 +925,28 @@ def video_to_mp4_bytes(frames: np.ndarray, fps: float) -> bytes:
     pad = ((0, 0), (0, u8.shape[1] % 2), (0, u8.shape[2] % 2))
     if any(p[1] for p in pad):
         u8 = np.pad(u8, pad, mode="edge")
-    with tempfile.TemporaryDirectory(prefix="echoaudit-mp4-") as tmp:
-        target = Path(tmp) / "video.mp4"
-        _write_ffmpeg(target, u8, fps, "libx264", ".mp4")
-        return target.read_bytes()
+    # Encoded through pipes, never a file: the frames may be a user's upload. A pipe cannot
+    # seek back to put the index first (+faststart), so the MP4 is fragmented (an empty
+    # moov up front, one fragment per keyframe), which browsers play the same way.
+    import imageio_ffmpeg
+
+    pix_fmt, params = _CODEC_PARAMS["libx264"]
+    _, h, w = u8.shape
+    cmd = [
+        imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error",
+        "-f", "rawvideo", "-pix_fmt", "gray", "-s", f"{w}x{h}",
+        "-r", str(Fraction(fps).limit_denominator(1_000_000)), "-i", "pipe:0",
+        "-an", "-c:v", "libx264", "-pix_fmt", pix_fmt, *params, *_DETERMINISTIC,
+        "-movflags", "frag_keyframe+empty_moov+default_base_moof", "-f", "mp4", "pipe:1",
+    ]  # fmt: skip
+    try:
+        result = subprocess.run(cmd, input=np.ascontiguousarray(u8).tobytes(), capture_output=True)
+    except OSError as e:  # the binary is missing or cannot run
+        raise VideoError(f"ffmpeg could not encode the MP4 ({e})") from e
+    if result.returncode != 0 or not result.stdout:
+        err = result.stderr.decode(errors="replace").strip().splitlines()
+        raise VideoError(f"ffmpeg could not encode the MP4 ({err[-1][:200] if err else f'exit status {result.returncode}'})")
+    return result.stdout
 
 
 def montage_png(

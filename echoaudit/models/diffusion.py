@@ -35,6 +35,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DiffusionPipeline, UNetSpatioTemporalConditionModel
 
 from echoaudit.errors import CheckpointError, EchoAuditError
+from echoaudit.fileio import check_model_configs
 
 __all__ = [
     "EF_NULL",
@@ -195,6 +196,7 @@ class EchoVideoPipeline(DiffusionPipeline):
         folder = Path(folder)
         if not (folder / "model_index.json").is_file():
             raise CheckpointError(f"{folder} is not a generator folder: no model_index.json there (expected unet/, scheduler/ beside it)")
+        check_model_configs(folder, ("model_index.json", "unet/config.json", "scheduler/scheduler_config.json"))
         try:
             pipe = cls.from_pretrained(folder, use_safetensors=True, low_cpu_mem_usage=False)
         except Exception as exc:  # diffusers raises several types for missing/mismatched parts

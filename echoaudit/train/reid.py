@@ -74,6 +74,7 @@ class ReIDTrainConfig:
     width: int = 64
     embed_dim: int = 128
     head_hidden: int = 128
+    mirror_invariant: bool = False  # embed a frame and its left-right mirror identically (see ReIDNet; opt-in)
     val_pairs: int = 1024  # fixed pairs of VAL patients, scored after every epoch
     same_video_fraction: float = 0.5  # of non-copy positives: two frames of one video (else two videos of one patient)
     augmented_fraction: float = 0.5  # of non-copy pairs: second frame from a disguised copy
@@ -490,13 +491,15 @@ def train_reid(
         model = load_reid(latest)
         _check_model_source(model, source)
     else:
-        model = ReIDNet(in_channels=c, input_size=s, width=cfg.width, embed_dim=cfg.embed_dim, head_hidden=cfg.head_hidden)
+        model = ReIDNet(in_channels=c, input_size=s, width=cfg.width, embed_dim=cfg.embed_dim, head_hidden=cfg.head_hidden,
+                        mirror_invariant=cfg.mirror_invariant)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     record = {"epoch": 0, "best_auc": -1.0, "best_epoch": 0, "bad_epochs": 0, "stopped_early": False, "history": [],
               "seconds": 0.0, "config": asdict(cfg), "space": source.space, "frame_shape": [c, s, s],
               "source_fingerprint": source.fingerprint}
     if resume:
         saved, _ = load_trainer_state(latest, opt)
+        saved["config"].setdefault("mirror_invariant", False)  # runs from before the option
         diff = {k: (saved["config"].get(k), v) for k, v in asdict(cfg).items()
                 if k not in _RESUMABLE and saved["config"].get(k) != v}
         if diff:
