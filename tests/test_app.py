@@ -256,13 +256,13 @@ def test_inspect_upload_planted_copy_and_bad_file(app, ws, tmp_path):
     t = ws.threshold(95).value
     assert badge.startswith("MEMORIZED" if expected >= t else "NOT MEMORIZED")
     assert f"{expected:.6f}" in badge and f"{to_logit(expected):.2f}" in badge
-    table = at.dataframe[0].value
-    assert ws.train.names[0] in set(table["training video"]) or len(table) == 4
+    table = at.dataframe[0].value  # the 4 nearest training videos (the slider's default), best first
+    assert list(table["training video"]) == list(ws.query(video.frames, fps=video.fps).per_train["train_video"][:4])
 
     at2 = app("inspect")
     at2.file_uploader(key="inspect_upload").upload("bad.avi", b"RIFF0000nonsense" * 10, "video/x-msvideo").run()
     assert not at2.exception
-    assert "bad.avi" in at2.error[0].value or "not a video" in at2.error[0].value or "copy" in at2.error[0].value
+    assert at2.error[0].value.startswith("uploaded .avi (160 bytes) is not a video")  # names what it got, not a traceback
 
 
 def test_report_page_writes_and_offers_the_zip(app, ws):
