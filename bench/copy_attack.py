@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from echoaudit.audit.intervals import wilson_interval  # noqa: E402
 from echoaudit.audit.privacy import PERCENTILE_METHODS  # noqa: E402
-from echoaudit.copybench import BenchModels, Clip, attack_clips, family_table, score_clips, tpr_at_fpr  # noqa: E402
+from echoaudit.copybench import (BenchModels, Clip, attack_clips, calibration_noise, family_table,  # noqa: E402
+                                 score_clips)
 from echoaudit.data.attacks import ATTACK_FAMILIES  # noqa: E402
 from echoaudit.data.clips import ClipSpec  # noqa: E402
 from echoaudit.data.echonet import EchoNetDataset  # noqa: E402
@@ -150,6 +151,14 @@ def main(argv=None) -> int:
     worst = mild.loc[mild["flagged"].idxmin()] if len(mild) else None
     print(f"unseen videos flagged at the default threshold: {k_neg}/{len(neg)} = {100 * k_neg / len(neg):.1f} % "
           f"[{100 * lo:.1f}, {100 * hi:.1f}] (Wilson 95 %; floor <= 5 %)")
+    n_cal_patients = len(set(held.patients))
+    if n_cal_patients < args.unseen_patients:
+        noise = calibration_noise(neg["reid"].to_numpy(), neg["name"].str.rsplit("_", n=1).str[0].to_numpy(),
+                                  n_cal_patients, method=PERCENTILE_METHODS["heldout_to_train"], seed=args.seed)
+        print(f"calibration-size noise: a threshold set on {n_cal_patients} patients drawn from the fresh ones flags "
+              f"{100 * noise['median']:.1f} % of the other fresh patients' videos (median of {noise['n_draws']} draws; "
+              f"95 % of draws within {100 * noise['low']:.1f} to {100 * noise['high']:.1f} %): the spread the "
+              f"unseen rate above has from the luck of which {n_cal_patients} patients calibrated")
     if worst is not None:
         print(f"weakest family at mild strength: {worst['family']} {100 * worst['flagged']:.1f} % (floor >= 90 %)")
     if args.workspace:

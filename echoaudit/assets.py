@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from echoaudit.errors import EchoAuditError
-from echoaudit.fileio import atomic_dir, write_json
+from echoaudit.errors import ConfigError, EchoAuditError
+from echoaudit.fileio import atomic_dir, read_json, write_json
 
 __all__ = ["export_demo_assets", "export_reid"]
 
@@ -31,12 +31,29 @@ def _copy(src: Path, dst: Path, summary: dict) -> None:
         (tmp / "metrics.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
 
 
+def _metrics(path: Path, keys: dict[str, type | tuple[type, ...]]) -> dict:
+    """A training run's metrics / training JSON, read strictly, with ``keys`` of their types.
+
+    Raises:
+        ConfigError: the file is missing or damaged, or a key is missing or of another type.
+    """
+    record = read_json(path, what="training record", expect=dict)
+    for key, kind in keys.items():
+        if not isinstance(record.get(key), kind) or isinstance(record.get(key), bool):
+            raise ConfigError(f"training record {str(path)!r}: {key} is missing or of the wrong type "
+                              f"(got {str(record.get(key))[:80]}); was the run trained to the end?")
+    return record
+
+
+_NUMBER = (int, float)
+
+
 def export_reid(runs: str | Path, out: str | Path = "assets") -> dict:
     """Copy ``runs/reid/best`` to ``out/reid`` with its training summary (the re-ID alone:
     retraining the privacy filter leaves the VAE and the generators as they are)."""
     runs, out = Path(runs), Path(out)
-    reid = json.loads((runs / "reid" / "metrics.json").read_text())
-    cfg = reid.get("config", {})
+    reid = _metrics(runs / "reid" / "metrics.json", {"best_auc": _NUMBER, "best_epoch": int})
+    cfg = reid.get("config") if isinstance(reid.get("config"), dict) else {}
     summary = {
         "summary": f"latent space; best VAL AUC {reid['best_auc']:.4f} at epoch {reid['best_epoch']}; "
                    f"trained with disguised copies (copy_fraction {cfg.get('copy_fraction')}, "
@@ -56,8 +73,11 @@ def export_demo_assets(runs: str | Path, out: str | Path = "assets") -> dict:
                "fps": float(table["FPS"].iloc[0]), "size": int(table["FrameHeight"].iloc[0]),
                "view": str(table["View"].iloc[0]), "seed": 0}
 
-    vae = json.loads((runs / "vae" / "metrics.json").read_text())
-    best = vae["best"]
+    vae_path = runs / "vae" / "metrics.json"
+    best = _metrics(vae_path, {"best": dict})["best"]
+    if not all(isinstance(best.get(k), _NUMBER) for k in ("step", "psnr_lowpass", "psnr_raw", "ssim")):
+        raise ConfigError(f"training record {str(vae_path)!r}: best must hold the numbers step, psnr_lowpass, "
+                          f"psnr_raw and ssim; got {str(best)[:120]}")
     _copy(runs / "vae" / "best", out / "vae", {
         "summary": f"{best['step']} steps; held-out low-passed PSNR {best['psnr_lowpass']:.2f} dB, "
                    f"raw PSNR {best['psnr_raw']:.2f} dB, SSIM {best['ssim']:.3f}", **best})
@@ -65,7 +85,7 @@ def export_demo_assets(runs: str | Path, out: str | Path = "assets") -> dict:
     gens = {}
     for name in ("regular", "memorizing"):
         src = runs / f"gen_{name}" / "best"
-        info = json.loads((src / "training.json").read_text()) if (src / "training.json").exists() else {}
+        info = read_json(src / "training.json", what="training record") if (src / "training.json").exists() else {}
         n_train = info.get("train_videos") or info.get("n_train_videos")
         _copy(src, out / "generators" / name, {
             "summary": f"{info.get('step', '?')} steps on {n_train} training videos", "step": info.get("step"),

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,16 +31,18 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-import torch
-from tqdm.auto import tqdm
 
 from echoaudit.audit.calibration import calibration_split
-from echoaudit.audit.temporal import sample_spread_over_patients
 from echoaudit.data.clips import ClipSpec
 from echoaudit.engine import AuditEngine, EngineConfig, build_training_index, index_vectors
 from echoaudit.errors import EchoAuditError
-from echoaudit.fileio import atomic_dir, atomic_path, model_fingerprint, remove_tree, write_json
-from echoaudit.workspace import MANIFEST, Workspace, clip_source_frames, load_manifest
+from echoaudit.fileio import atomic_dir, model_fingerprint, read_json, remove_tree, write_json
+# Scoring a set of videos lives in echoaudit.scoring; its public names stay importable from here.
+from echoaudit.scoring import (  # noqa: F401
+    SetAudit, _reid_roc, _save_parquet, audit_synthetic_set, clip_load_kwargs, embed_video_frames,
+    temporal_sample,
+)
+from echoaudit.workspace import MANIFEST, Workspace, load_manifest
 
 __all__ = ["BuildConfig", "MANIFEST_VERSION", "SetAudit", "create_workspace", "complete_workspace",
            "add_synthetic_set", "audit_synthetic_set", "embed_video_frames", "generator_fps", "build_clip_spec",
@@ -74,23 +75,16 @@ class BuildConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
 
 
-def embed_video_frames(vae, reid, frames: np.ndarray) -> np.ndarray:
-    """(T, H, W) in [0, 1] -> (T, D) re-ID embeddings of the VAE latents."""
-    with torch.no_grad():
-        return reid.embed(vae.encode(frames)).numpy().astype(np.float32)
-
-
 def generator_fps(folder: str | Path) -> float | None:
     """The frame rate a generator's clips have: ``fps`` of its ``training.json`` (else of
-    its ``model_index.json``, the pipeline's config), or None when neither records one."""
-    import json
-
+    its ``model_index.json``, the pipeline's config), or None when neither records one (a
+    file that is damaged or not a JSON object records none)."""
     for name in ("training.json", "model_index.json"):
         p = Path(folder) / name
         if p.is_file():
             try:
-                fps = json.loads(p.read_text()).get("fps")
-            except (json.JSONDecodeError, AttributeError):
+                fps = read_json(p, what=f"generator {name}", expect=dict).get("fps")
+            except EchoAuditError:
                 continue
             if isinstance(fps, (int, float)) and not isinstance(fps, bool) and fps > 0:
                 return float(fps)
@@ -107,151 +101,33 @@ def build_clip_spec(cfg: BuildConfig, generators: dict[str, str | Path] | None =
     return ClipSpec(fps=float(fps), frames=int(cfg.synthetic_frames))
 
 
-def clip_load_kwargs(clip: ClipSpec | None, frame_stride: int) -> tuple[dict, int | None]:
-    """How to read a video as the engine queries a clip of ``clip``: (``dataset.load``
-    keyword arguments, how many of the loaded frames to keep).
+def _check_model_sources(vae: Path, reid: Path, generators: dict[str, Path]) -> None:
+    """The model folders' configs, checked as their loaders will (strict JSON, sizes in
+    range: :mod:`echoaudit.models.limits`) before the build copies or builds anything.
 
-    ``load(fps=clip.fps, frame_step=s)[:ceil(clip.frames / s)]`` equals
-    ``conform_clip(frames, fps, clip)[::s]`` (resample to the clip's rate, keep its first
-    frames, query every s-th), but decodes only the frames queried when no resampling is
-    needed. ``clip`` None: every s-th frame of the video as stored, all of them.
+    Raises:
+        EchoAuditError: a folder without a config; CheckpointError: a config the loader
+            would refuse (the message names the file and the key).
     """
-    if clip is None:
-        return {"frame_step": int(frame_stride)}, None
-    return {"fps": float(clip.fps), "frame_step": int(frame_stride)}, -(-int(clip.frames) // int(frame_stride))
+    from echoaudit.fileio import check_model_configs
+    from echoaudit.models.limits import check_generator_configs, check_reid_config, check_vae_config
+
+    for folder in (vae, reid, *generators.values()):
+        if not (folder / "config.json").exists() and not (folder / "model_index.json").exists():
+            raise EchoAuditError(f"{folder} is not a model folder (no config.json or model_index.json)")
+    for folder, check in ((vae, check_vae_config), (reid, check_reid_config)):
+        config = check_model_configs(folder, ("config.json",)).get("config.json")
+        if config is not None:
+            check(folder / "config.json", config)
+    for folder in generators.values():
+        check_generator_configs(folder, check_model_configs(
+            folder, ("model_index.json", "unet/config.json", "scheduler/scheduler_config.json")))
 
 
 def _copy_model(src: Path, dst: Path) -> str:
-    if not (Path(src) / "config.json").exists() and not (Path(src) / "model_index.json").exists():
-        raise EchoAuditError(f"{src} is not a model folder (no config.json or model_index.json)")
     with atomic_dir(dst) as tmp:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
     return model_fingerprint(dst)
-
-
-def temporal_sample(dataset, n: int, seed: int) -> list[str]:
-    """The held-out videos given temporal curves: a seeded sample of ``n`` spread over
-    patients (:func:`~echoaudit.audit.temporal.sample_spread_over_patients`), so the real
-    curves are not the first rows of the FileList (a handful of patients). ``n`` = 0: none.
-
-    Raises:
-        ValueError: ``n`` not an integer >= 0 (or a bad seed).
-    """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"temporal_heldout must be an integer >= 0 (held-out videos given curves), got {n!r}")
-    if n == 0 or len(dataset) == 0:
-        return []
-    return sample_spread_over_patients(dataset.names, [str(p) for p in dataset.patients], int(n), seed=seed)
-
-
-def _save_parquet(df: pd.DataFrame, path: Path) -> str:
-    with atomic_path(path) as tmp:
-        df.to_parquet(tmp, index=False)
-    return str(path)
-
-
-@dataclass
-class SetAudit:
-    """What :func:`audit_synthetic_set` computes for one set of V query videos.
-
-    Attributes:
-        scores: long table (SCORE_COLUMNS), each video's ``top`` best training videos.
-        temporal: long table set / video / frame / first / correlation, one row per
-            queried frame of each video given curves (empty when none is).
-        embeddings: V rows set / video / emb: the unit-normalised mean frame embedding.
-        first_frames: V rows set / video / emb: the (D,) float32 embedding of the video's
-            first frame (frame 0 as stored: every clip starts there).
-    """
-
-    scores: pd.DataFrame
-    temporal: pd.DataFrame
-    embeddings: pd.DataFrame
-    first_frames: pd.DataFrame
-
-
-def audit_synthetic_set(engine: AuditEngine, dataset, set_name: str, *, top: int = 10,
-                        temporal_videos: Collection[str] | None = None, progress: Progress | None = None,
-                        frame_embeddings: dict[str, np.ndarray] | None = None,
-                        clip: ClipSpec | None = None) -> SetAudit:
-    """Score every video of ``dataset`` against the training set (see :class:`SetAudit`).
-
-    ``temporal_videos``: the names of the videos given temporal curves (None: every video).
-    ``frame_embeddings``: if given, filled with each video's (T', D) frame embeddings.
-    ``clip``: score each video conformed to this clip spec (:func:`clip_load_kwargs`);
-    None scores the videos as stored. Frame numbers in both tables (``best_query_frame``,
-    ``frame``) are frames of the stored video either way (:func:`clip_source_frames`, from
-    the FileList's FPS and NumberOfFrames), so frame / FPS is the time in the video.
-    """
-    from echoaudit.data.prefetch import VideoPrefetcher
-
-    scores, temporal, embs, firsts = [], [], [], []
-    wanted = None if temporal_videos is None else {str(v) for v in temporal_videos}
-    n = len(dataset)
-    stride = engine.config.frame_stride
-    load_kwargs, keep = clip_load_kwargs(clip, stride)
-    # Only every frame_stride-th frame is scored: only those are decoded.
-    with VideoPrefetcher(dataset, size=engine.config.size, **load_kwargs) as videos:
-        for i in tqdm(range(n), desc=f"auditing {set_name}", unit="video", leave=False):
-            name = dataset.names[i]
-            emb = engine.embed_frames(videos.get(i).frames[:keep])
-            if frame_embeddings is not None:
-                frame_embeddings[name] = emb
-            frames = _stored_frames(dataset.row(i), clip, stride, len(emb))
-            per_train = engine.score_embeddings(emb, name).per_train.head(top)
-            scores.append(per_train.assign(best_query_frame=frames[per_train["best_query_frame"].to_numpy() // stride]))
-            if wanted is None or name in wanted:
-                curves = engine.temporal_curves(emb)
-                temporal.append(pd.DataFrame({
-                    "set": set_name, "video": name, "frame": frames,
-                    "first": curves["first"], "correlation": curves["correlation"],
-                }))
-            m = emb.mean(axis=0)
-            embs.append({"set": set_name, "video": name, "emb": (m / (np.linalg.norm(m) + 1e-8)).tolist()})
-            firsts.append({"set": set_name, "video": name, "emb": emb[0].astype(np.float32).tolist()})
-            if progress is not None:
-                progress((i + 1) / n, f"{set_name}: {i + 1}/{n} videos")
-    return SetAudit(scores=pd.concat(scores, ignore_index=True),
-                    temporal=pd.concat(temporal, ignore_index=True) if temporal else pd.DataFrame(),
-                    embeddings=pd.DataFrame(embs), first_frames=pd.DataFrame(firsts))
-
-
-def _stored_frames(row: pd.Series, clip: ClipSpec | None, stride: int, n: int) -> np.ndarray:
-    """(n,) frame numbers in the stored video of the n queried frames of its clip."""
-    fps = float(row.get("FPS", np.nan))
-    if clip is None or not np.isfinite(fps) or fps <= 0:  # as stored (or no rate to map from)
-        return np.arange(n) * stride
-    n_frames = int(row.get("NumberOfFrames", -1))
-    source = clip_source_frames(fps, clip, n_frames if n_frames > 0 else None)[::stride]
-    if len(source) < n:  # the FileList's NumberOfFrames was short of the file: extend at the clip's rate
-        source = clip_source_frames(fps, clip, None)[::stride]
-    return source[:n]
-
-
-def _reid_roc(engine: AuditEngine, dataset, emb_by_video: dict[str, np.ndarray], *, n_pairs: int, seed: int) -> pd.DataFrame:
-    """Same-patient probability of frame pairs of held-out patients: labels + scores."""
-    rng = np.random.default_rng(seed)
-    names = [n for n in dataset.names if n in emb_by_video]
-    patients = dict(zip(dataset.names, dataset.patients))
-    by_patient: dict[str, list[str]] = {}
-    for v in names:
-        by_patient.setdefault(patients[v], []).append(v)
-    q, t, y = [], [], []
-    for _ in range(n_pairs):
-        a = names[rng.integers(len(names))]
-        if rng.random() < 0.5:
-            b = by_patient[patients[a]][rng.integers(len(by_patient[patients[a]]))]
-            label = 1
-        else:
-            b = names[rng.integers(len(names))]
-            label = int(patients[a] == patients[b])
-        ea, eb = emb_by_video[a], emb_by_video[b]
-        i, j = rng.integers(len(ea)), rng.integers(len(eb))
-        if a == b and len(ea) > 1:
-            while j == i:
-                j = rng.integers(len(eb))
-        q.append(ea[i]), t.append(eb[j]), y.append(label)
-    p = engine._head(np.asarray(q, np.float32), np.asarray(t, np.float32))
-    return pd.DataFrame({"label": y, "score": p})
 
 
 def create_workspace(
@@ -265,19 +141,34 @@ def create_workspace(
     note: dict | None = None,
     timings: dict[str, float] | None = None,
     progress: Progress | None = None,
+    on_missing: str = "error",
 ) -> Workspace:
     """Build a workspace in ``root`` from a data set and model folders: the real-data part
-    first (after which the manifest makes it usable), then one synthetic set per generator."""
+    first (after which the manifest makes it usable), then one synthetic set per generator.
+
+    ``on_missing``: as for ``EchoNetDataset.open``: ``"skip"`` leaves out the listed videos
+    that are missing or unusable; the manifest records it (``data.on_missing`` and
+    ``data.skipped``, their FileNames) so the workspace reopens its data set the same way.
+
+    The data set and the models' configs are checked before anything is written: a bad
+    data set or model folder leaves ``root`` as it was.
+    """
     from echoaudit.data.echonet import EchoNetDataset
     from echoaudit.models.reid import load_reid
     from echoaudit.models.vae import FrameVAE
 
     root = Path(root).resolve()
+    generators = dict(generators or {})
+    data = Path(data).resolve()
+    ds = EchoNetDataset.open(data, on_missing=on_missing)
+    train, heldout = ds.split("TRAIN"), ds.split(["VAL", "TEST"])
+    if len(train) == 0 or len(heldout) == 0:
+        raise EchoAuditError(f"{data} needs TRAIN videos and held-out (VAL/TEST) videos; it has {len(train)} and {len(heldout)}")
+    _check_model_sources(Path(vae), Path(reid), {g: Path(src) for g, src in generators.items()})
     root.mkdir(parents=True, exist_ok=True)
     (root / MANIFEST).unlink(missing_ok=True)  # a rebuilt folder is not usable until its new manifest
     t_start = time.time()
     timings = dict(timings or {})  # stages done before this call (the demo's phantom data)
-    generators = dict(generators or {})
 
     def report(frac: float, msg: str) -> None:
         if progress is not None:
@@ -286,13 +177,8 @@ def create_workspace(
     def stage(name: str, t0: float) -> None:
         timings[name] = round(time.time() - t0, 2)
 
-    # 1. Data and models.
+    # 1. Models (the data set is open).
     t0 = time.time()
-    data = Path(data).resolve()
-    ds = EchoNetDataset.open(data)
-    train, heldout = ds.split("TRAIN"), ds.split(["VAL", "TEST"])
-    if len(train) == 0 or len(heldout) == 0:
-        raise EchoAuditError(f"{data} needs TRAIN videos and held-out (VAL/TEST) videos; it has {len(train)} and {len(heldout)}")
     models = {"vae": {"path": "models/vae", "sha256": _copy_model(Path(vae), root / "models/vae"), "kind": "AutoencoderKL"},
               "reid": {"path": "models/reid", "sha256": _copy_model(Path(reid), root / "models/reid"), "kind": "siamese re-ID (latent)"},
               "generators": {}}
@@ -373,7 +259,8 @@ def create_workspace(
     manifest = {
         "version": MANIFEST_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "data": {"path": _rel(data, root), "n_videos": len(ds), "n_train": len(train), "n_heldout": len(heldout)},
+        "data": {"path": _rel(data, root), "n_videos": len(ds), "n_train": len(train), "n_heldout": len(heldout),
+                 "on_missing": on_missing, "skipped": sorted(ds.skipped["FileName"])},
         "models": models,
         "engine": asdict(ecfg),
         "index": {"path": "index", "fingerprint": fingerprint, "ntotal": index.ntotal, "kind": index.kind},
@@ -411,15 +298,13 @@ def _finished_index(folder: Path, fingerprint: dict):
 
 def _finished_set(folder: Path, generator: Path, cfg: "BuildConfig") -> bool:
     """True when ``folder`` holds a complete synthetic set (FileList.csv and
-    generator.json) that ``generator`` made with ``cfg``'s settings."""
-    import json
-
-    from echoaudit.fileio import model_fingerprint
+    generator.json) that ``generator`` made with ``cfg``'s settings (a damaged
+    generator.json: not complete, made again)."""
     from echoaudit.generate import GENERATOR_JSON
 
     try:
-        rec = json.loads((folder / GENERATOR_JSON).read_text())
-    except (OSError, ValueError):
+        rec = read_json(folder / GENERATOR_JSON, what="synthetic set record", expect=dict)
+    except EchoAuditError:
         return False
     want = {"checkpoint_sha256": model_fingerprint(generator), "seed": cfg.seed, "n": cfg.n_synthetic,
             "steps": cfg.steps, "guidance": float(cfg.guidance), "num_frames": cfg.synthetic_frames,
@@ -476,18 +361,20 @@ def _data_fingerprint(dataset) -> str:
 
 
 def _training_summary(folder: Path) -> str:
-    """One line from a model folder's metrics.json / training.json, if it has one."""
-    import json
-
+    """One line from a model folder's metrics.json / training.json, if it has one (files
+    that are damaged or not JSON objects are passed over)."""
     for name in ("metrics.json", "training.json", "model_index.json"):
         p = folder / name
         if p.exists():
             try:
-                d = json.loads(p.read_text())
-            except json.JSONDecodeError:
+                d = read_json(p, what=f"model notes {name}", expect=dict)
+            except EchoAuditError:
                 continue
-            return d.get("summary") or ", ".join(f"{k}: {v}" for k, v in d.items()
-                                                 if isinstance(v, (int, float, str)) and k != "_class_name")[:300]
+            summary = d.get("summary")
+            if isinstance(summary, str) and summary:
+                return summary
+            return ", ".join(f"{k}: {v}" for k, v in d.items()
+                             if isinstance(v, (int, float, str)) and k != "_class_name")[:300]
     return ""
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from echoaudit.errors import EchoAuditError
-from echoaudit.fileio import write_json
+from echoaudit.fileio import read_json, write_json
 
 __all__ = ["STATUS", "LOCK", "LOG", "StatusWriter", "build_lock", "is_building", "read_status",
            "start_demo_build", "manifest_state"]
@@ -36,6 +36,10 @@ __all__ = ["STATUS", "LOCK", "LOG", "StatusWriter", "build_lock", "is_building",
 STATUS = "build_status.json"
 LOCK = ".build.lock"
 LOG = "build.log"
+
+# The keys of a status and their types; read_status drops a key of another type.
+_STATUS_TYPES = {"state": str, "message": str, "error": str, "pid": int, "fraction": (int, float),
+                 "started": (int, float), "updated": (int, float), "seconds": (int, float)}
 
 
 @contextmanager
@@ -86,12 +90,20 @@ def read_status(root: str | Path) -> dict | None:
     Keys: state (running / done / failed / interrupted), fraction (0..1), message, pid,
     started and updated (unix seconds), error (for failed). A status that says running
     while no process holds the lock is reported as ``interrupted``.
+
+    A status file that is missing or damaged (not UTF-8, not JSON, not an object) is no
+    status: None, as before any build (the next build rewrites it). A key of the wrong
+    type (a fraction that is a string, say) is left out.
     """
     path = Path(root) / STATUS
     try:
-        status = json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        status = read_json(path, what="build status", expect=dict)
+    except EchoAuditError:
         return None
+    status = {k: v for k, v in status.items()
+              if k not in _STATUS_TYPES or (isinstance(v, _STATUS_TYPES[k]) and not isinstance(v, bool))}
+    if "fraction" in status:
+        status["fraction"] = min(1.0, max(0.0, float(status["fraction"])))
     if status.get("state") == "running" and not is_building(root):
         status["state"] = "interrupted"
     return status
@@ -102,8 +114,8 @@ def manifest_state(root: str | Path) -> str:
     still to be made) or ``complete``. Reads the JSON only: no heavy imports."""
     path = Path(root) / "manifest.json"
     try:
-        manifest = json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):  # a broken manifest: Workspace says why
+        manifest = read_json(path, what="workspace manifest", expect=dict)
+    except EchoAuditError:  # missing or damaged: not usable (Workspace says why)
         return "missing"
     return "partial" if manifest.get("pending") else "complete"
 

@@ -253,10 +253,16 @@ def cmd_workspace_create(args) -> None:
     from echoaudit.engine import EngineConfig
 
     _threads(args)
+    bad = [g for g in args.generator if "=" not in g or not g.split("=", 1)[0] or not g.split("=", 1)[1]]
+    if bad:
+        raise EchoAuditError(f"--generator takes NAME=FOLDER; got {bad[0]!r}")
     gens = dict(g.split("=", 1) for g in args.generator)
     cfg = BuildConfig(n_synthetic=args.n_synthetic, steps=args.steps, seed=args.seed,
-                      engine=EngineConfig(frame_stride=args.frame_stride, index_stride=args.index_stride, k=args.k))
-    ws = create_workspace(args.workspace, data=args.data, vae=args.vae, reid=args.reid, generators=gens, cfg=cfg)
+                      engine=EngineConfig(frame_stride=args.frame_stride, index_stride=args.index_stride, k=args.k,
+                                          size=args.size))
+    _open_data(args.data, args)  # the data set's problems (or, --skip-missing, the videos left out) first
+    ws = create_workspace(args.workspace, data=args.data, vae=args.vae, reid=args.reid, generators=gens, cfg=cfg,
+                          on_missing="skip" if args.skip_missing else "error")
     print(f"workspace ready: {ws.root} ({ws.manifest['build']['seconds']} s)")
 
 
@@ -347,7 +353,8 @@ def _print_coverage(s: dict) -> None:
                  f"(s = {cs['s_hat']} [{cs['s_low']}, {cs['s_high']}])")
         print(f"coverage ({unit}, best match, no threshold): synthetic {cs['matched']}/{cs['n_train']} = "
               f"{100 * cs['share']:.1f} % [{100 * cs['low']:.1f}, {100 * cs['high']:.1f}] from {cs['n_queries']} "
-              f"videos, {limit}; real check {100 * cr['share']:.1f} % from {cr['n_queries']} videos; "
+              f"videos, {limit}; real check {100 * cr['share']:.1f} % [{100 * cr['low']:.1f}, {100 * cr['high']:.1f}] "
+              f"from {cr['n_queries']} videos; "
               f"adjusted {a['value']:.2f} [{a['low']:.2f}, {a['high']:.2f}] at n = {a['n_star']}")
 
 
@@ -570,6 +577,12 @@ def build_parser() -> argparse.ArgumentParser:
     ee.add_argument("--seed", type=int, default=0)
     ee.add_argument("--threads", type=int, default=0)
     ee.set_defaults(func=cmd_eval_vae)
+    from echoaudit.utility_cli import register as register_utility
+
+    register_utility(tr, ev)  # train ef; eval utility, eval ef-agreement
+    from echoaudit.models_cli import register as register_models
+
+    register_models(sub)  # models inspect
 
     en = sub.add_parser("encode", help="encode a data set into a latent cache")
     en.add_argument("--skip-missing", action="store_true",
@@ -586,6 +599,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     wsp = sub.add_parser("workspace", help="build a workspace").add_subparsers(dest="action", required=True)
     wc = wsp.add_parser("create", help="index a data set, score held-out videos, generate + audit synthetic sets")
+    wc.add_argument("--skip-missing", action="store_true",
+                    help="leave out (and list) listed videos that are missing or unreadable instead of stopping; "
+                         "the workspace records it and reopens its data set the same way")
     wc.add_argument("--workspace", required=True, type=Path)
     wc.add_argument("--data", required=True, type=Path)
     wc.add_argument("--vae", required=True, type=Path)
@@ -596,6 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
     wc.add_argument("--frame-stride", type=int, default=2)
     wc.add_argument("--index-stride", type=int, default=4)
     wc.add_argument("--k", type=int, default=32)
+    wc.add_argument("--size", type=int, default=112, help="frame side the models take (videos are resized to it)")
     wc.add_argument("--seed", type=int, default=0)
     wc.add_argument("--threads", type=int, default=0)
     wc.set_defaults(func=cmd_workspace_create)

@@ -29,8 +29,7 @@ unseen patients are disjoint, so the measured false-flag rate is an honest check
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -42,7 +41,8 @@ from tqdm.auto import tqdm
 from echoaudit.data.attacks import ATTACK_FAMILIES, STRENGTHS, apply_attack
 from echoaudit.data.clips import ClipSpec, conform_clip
 
-__all__ = ["Clip", "BenchModels", "attack_clips", "score_clips", "tpr_at_fpr", "family_table", "SCORES"]
+__all__ = ["Clip", "BenchModels", "attack_clips", "score_clips", "tpr_at_fpr", "family_table", "calibration_noise",
+           "SCORES"]
 
 SCORES = ("reid", "reid_peak", "pixel", "latent_l2")
 
@@ -204,3 +204,33 @@ def family_table(scores: pd.DataFrame, threshold: float) -> pd.DataFrame:
             row[f"tpr1_{sc}"] = tpr_at_fpr(g[sc], neg[sc], 0.01)[0]
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def calibration_noise(scores: np.ndarray, patients: np.ndarray, n_calibration: int, *, percentile: float = 95.0,
+                      method: str = "weibull", n_draws: int = 2000, seed: int = 0) -> dict:
+    """How far the false-flag rate can land from the stated one by the luck of which
+    patients calibrate, with no shift between calibration and use.
+
+    Repeatedly draws ``n_calibration`` patients of an unseen population (``scores`` of their
+    videos, ``patients`` their patient ids), sets the threshold at ``percentile`` of their
+    videos' scores, and measures the share of the remaining patients' videos at or above it.
+    The unit of randomness is the patient. Returns the median and the 2.5 / 97.5 %
+    quantiles of that measured rate, and ``n_draws``.
+    """
+    scores, patients = np.asarray(scores, np.float64), np.asarray(patients)
+    if scores.shape != patients.shape or scores.ndim != 1:
+        raise ValueError(f"scores and patients must be 1-D and of one length; got {scores.shape} and {patients.shape}")
+    uniq, code = np.unique(patients, return_inverse=True)
+    if not 1 <= n_calibration < len(uniq):
+        raise ValueError(f"n_calibration must be between 1 and {len(uniq) - 1} (patients given: {len(uniq)}); "
+                         f"got {n_calibration}")
+    rng = np.random.default_rng(seed)
+    rates = np.empty(n_draws)
+    for i in range(n_draws):
+        cal = np.zeros(len(uniq), bool)
+        cal[rng.choice(len(uniq), n_calibration, replace=False)] = True
+        t = np.percentile(scores[cal[code]], percentile, method=method)
+        rates[i] = float((scores[~cal[code]] >= t).mean())
+    lo, med, hi = np.percentile(rates, [2.5, 50.0, 97.5])
+    return {"median": float(med), "low": float(lo), "high": float(hi), "n_draws": int(n_draws),
+            "n_calibration": int(n_calibration), "n_patients": int(len(uniq))}

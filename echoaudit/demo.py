@@ -9,16 +9,16 @@ generators (a regular one and a deliberately memorizing one).
 from __future__ import annotations
 
 import importlib
-import json
 import threading
 import time
 from pathlib import Path
 from typing import Callable
 
-from echoaudit.errors import EchoAuditError
+from echoaudit.errors import ConfigError, EchoAuditError
+from echoaudit.fileio import read_json
 from echoaudit.workspace import Workspace
 
-__all__ = ["default_assets", "build_demo_workspace"]
+__all__ = ["default_assets", "build_demo_workspace", "read_spec"]
 
 
 def default_assets() -> Path:
@@ -51,7 +51,7 @@ def build_demo_workspace(root: str | Path = "demo_workspace", *, assets: str | P
 
 
 def _build(root: Path, *, assets, rebuild: bool, progress) -> Workspace:
-    from echoaudit.data.phantom import PhantomConfig, generate_phantom
+    from echoaudit.data.phantom import generate_phantom
 
     if Workspace.exists(root) and not rebuild:
         from echoaudit.build import complete_workspace
@@ -62,8 +62,7 @@ def _build(root: Path, *, assets, rebuild: bool, progress) -> Workspace:
     spec_path = assets / "demo.json"
     if not spec_path.is_file():
         raise EchoAuditError(f"no demo checkpoints in {assets} (demo.json missing); train them with scripts/train_demo_assets.sh")
-    spec = json.loads(spec_path.read_text())
-    pcfg = PhantomConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec["phantom"].items()})
+    spec, pcfg = read_spec(spec_path)
     data = root / "data" / pcfg.view
     # torch and diffusers take seconds to import: do it while the phantom workers render.
     warm = threading.Thread(target=importlib.import_module, args=("echoaudit.build",), daemon=True)
@@ -78,8 +77,45 @@ def _build(root: Path, *, assets, rebuild: bool, progress) -> Workspace:
     from echoaudit.build import BuildConfig, create_workspace
     from echoaudit.engine import EngineConfig
     b = spec.get("build", {})
-    cfg = BuildConfig(**{k: v for k, v in b.items() if k != "engine"}, engine=EngineConfig(**b.get("engine", {})))
+    try:
+        cfg = BuildConfig(**{k: v for k, v in b.items() if k != "engine"}, engine=EngineConfig(**b.get("engine", {})))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"demo spec {str(spec_path)!r}: build is not a build config ({exc})") from None
     gens = {name: assets / rel for name, rel in spec["generators"].items()}
     return create_workspace(root, data=data, vae=assets / spec["vae"], reid=assets / spec["reid"], generators=gens,
                             cfg=cfg, note={"demo": spec.get("notes", {})}, timings=timings,
                             progress=lambda f, m: progress(0.1 + 0.9 * f, m))
+
+
+def read_spec(path: str | Path):
+    """``demo.json`` read strictly: (the spec, its PhantomConfig). The spec holds phantom
+    and build objects, vae / reid folder names and a generators object of names to
+    folders (relative to the assets folder).
+
+    Raises:
+        ConfigError: the file is not a readable JSON object, or a key is missing or of
+            the wrong type (the message names the file and the key).
+    """
+    from echoaudit.data.phantom import PhantomConfig
+
+    path = Path(path)
+    spec = read_json(path, what="demo spec", expect=dict)
+
+    def bad(key: str, wanted: str):
+        return ConfigError(f"demo spec {str(path)!r}: {key} must be {wanted}; got {str(spec.get(key))[:80]}")
+
+    if not isinstance(spec.get("phantom"), dict):
+        raise bad("phantom", "an object (the phantom data set's settings)")
+    for key in ("vae", "reid"):
+        if not isinstance(spec.get(key), str) or not spec[key]:
+            raise bad(key, "a folder name under the assets folder")
+    gens = spec.get("generators")
+    if not isinstance(gens, dict) or not all(isinstance(v, str) and v for v in gens.values()):
+        raise bad("generators", "an object of generator names to folders")
+    if not isinstance(spec.get("build", {}), dict) or not isinstance(spec.get("build", {}).get("engine", {}), dict):
+        raise bad("build", "an object (with an optional engine object)")
+    try:
+        pcfg = PhantomConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec["phantom"].items()})
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"demo spec {str(path)!r}: phantom is not a phantom data set config ({exc})") from None
+    return spec, pcfg

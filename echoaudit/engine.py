@@ -65,6 +65,9 @@ class EngineConfig:
             raise ValueError(f"robust_top must be in (0, 1]; got {self.robust_top}")
         if self.rescore_videos < 1:
             raise ValueError(f"rescore_videos must be >= 1; got {self.rescore_videos}")
+        # Videos are resized to size x size before encoding: a manifest's 2**40 must not reach it.
+        if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)) or not 8 <= self.size <= 4096:
+            raise ValueError(f"size (frame side in pixels) must be an integer from 8 to 4096; got {self.size!r}")
 
 
 @dataclass

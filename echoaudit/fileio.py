@@ -397,26 +397,32 @@ def sha256_tree(path: str | os.PathLike, *, include=None) -> str:
 
 
 _MODEL_FILES = {"config.json", "model_index.json", "scheduler_config.json"}
+# .pth / .pt / .bin: the published formats' torch state dicts (read with weights_only only)
+# are weights too; a folder without them hashes as before.
+_WEIGHT_SUFFIXES = {".safetensors", ".pth", ".pt", ".bin"}
 
 
 def model_fingerprint(path: str | os.PathLike) -> str:
-    """Identity of a model folder: its weights (*.safetensors) and configs only, so notes
-    such as metrics.json or training.json beside them do not change it."""
-    return sha256_tree(path, include=lambda p: p.suffix == ".safetensors" or p.name in _MODEL_FILES)
+    """Identity of a model folder: its weights (*.safetensors, and *.pth / *.pt / *.bin
+    state dicts of the published formats) and configs only, so notes such as
+    metrics.json or training.json beside them do not change it."""
+    return sha256_tree(path, include=lambda p: p.suffix in _WEIGHT_SUFFIXES or p.name in _MODEL_FILES)
 
 
-def check_model_configs(folder: str | os.PathLike, names: tuple[str, ...]) -> None:
+def check_model_configs(folder: str | os.PathLike, names: tuple[str, ...]) -> dict[str, dict]:
     """Read each of ``names`` (config files under ``folder``, those that exist) strictly as a
     JSON object before diffusers sees it: diffusers takes a config that is a bare string for
     the name of a model to download.
 
+    Returns:
+        {name: the parsed object} for each of ``names`` that exists, for the size checks
+        of :mod:`echoaudit.models.limits`.
     Raises:
         CheckpointError: a config that is not a readable JSON object, naming the file.
     """
-    from echoaudit.errors import CheckpointError
-
+    configs = {}
     for name in names:
         path = Path(folder) / name
         if path.is_file():
-            read_json(path, what=f"model config {name}", expect=dict, error=CheckpointError)
-
+            configs[name] = read_json(path, what=f"model config {name}", expect=dict, error=CheckpointError)
+    return configs

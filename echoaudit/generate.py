@@ -16,7 +16,6 @@ drawn (with replacement) from the training EFs recorded in the generator's
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import sys
 from pathlib import Path
@@ -30,7 +29,7 @@ from tqdm.auto import tqdm
 
 from echoaudit.data.echonet import FILELIST, SPLITS, EchoNetDataset, EchoNetWriter
 from echoaudit.errors import CheckpointError, EchoAuditError
-from echoaudit.fileio import atomic_dir, atomic_path, model_fingerprint, remove_tree, write_json
+from echoaudit.fileio import atomic_dir, atomic_path, model_fingerprint, read_json, remove_tree, write_json
 from echoaudit.models.diffusion import EchoVideoPipeline
 from echoaudit.train.diffusion import TRAINING_JSON
 
@@ -62,16 +61,20 @@ def training_efs(pipeline: EchoVideoPipeline) -> np.ndarray:
     """(V,) float64 EFs of the generator's training videos, from ``training.json`` in its folder.
 
     Raises:
-        CheckpointError: the pipeline was not loaded from a folder with ``training.json``.
+        CheckpointError: the pipeline was not loaded from a folder with a readable
+            ``training.json`` whose ``train_ef`` is a list of EFs in [0, 100].
     """
     folder = Path(pipeline.name_or_path or ".")
+    hint = "; pass ef= explicitly"
     try:
-        values = json.loads((folder / TRAINING_JSON).read_text())["train_ef"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise CheckpointError(
-            f"ef=None draws EFs from the training set, but {folder / TRAINING_JSON} is missing or has no "
-            f"train_ef ({exc}); pass ef= explicitly"
-        ) from exc
+        record = read_json(folder / TRAINING_JSON, what="generator training record", expect=dict, error=CheckpointError)
+    except CheckpointError as exc:
+        raise CheckpointError(f"ef=None draws EFs from the training set, but {exc}{hint}") from None
+    values = record.get("train_ef")
+    if not isinstance(values, list) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 100 for v in values):
+        raise CheckpointError(f"ef=None draws EFs from the training set, but {folder / TRAINING_JSON} has no train_ef "
+                              f"list of EFs in [0, 100] (got {str(values)[:80]}){hint}")
     return np.asarray(values, dtype=np.float64)
 
 
@@ -200,8 +203,8 @@ def _open_partial(out_root: Path, request: dict) -> Path:
     folder = _partial_folder(out_root)
     if folder.exists():
         try:
-            old = json.loads((folder / "request.json").read_text())
-        except (OSError, ValueError):
+            old = read_json(folder / "request.json", what="generation request", expect=dict)
+        except EchoAuditError:  # damaged: the batches are of no known request, start over
             old = None
         if old != request:
             remove_tree(folder)

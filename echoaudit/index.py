@@ -714,7 +714,7 @@ def _chunk_name(c: int) -> str:
 def _read_chunk(path: Path, fingerprint: dict) -> tuple[np.ndarray, pd.DataFrame] | None:
     """A finished chunk, or None when it is missing, unreadable or made from other inputs."""
     try:
-        info = json.loads((path / "chunk.json").read_text())
+        info = read_json(path / "chunk.json", what="index chunk record", expect=dict)
         if info.get("fingerprint") != fingerprint:
             return None
         vectors = np.load(path / "vectors.npy", allow_pickle=False)
@@ -759,7 +759,7 @@ def build_index_resumable(folder: str | Path, n_items: int,
 
     if partial.exists():
         try:
-            old = json.loads((partial / "manifest.json").read_text())
+            old = read_json(partial / "manifest.json", what="partial index record", expect=dict)
         except Exception:
             old = None
         if old != manifest:  # other model/data/chunking: those vectors are of no use

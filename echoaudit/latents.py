@@ -25,12 +25,11 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-import torch
 from scipy.ndimage import shift as nd_shift
 from tqdm.auto import tqdm
 
 from echoaudit.errors import CheckpointError, IndexMismatchError
-from echoaudit.fileio import atomic_dir
+from echoaudit.fileio import atomic_dir, read_json
 
 __all__ = ["LatentCache", "augment_video", "encode_dataset"]
 
@@ -65,12 +64,12 @@ class LatentCache:
     def load(cls, folder: str | Path, *, expected_vae: str | None = None, mmap: bool = True) -> "LatentCache":
         folder = Path(folder)
         try:
-            meta = json.loads((folder / "cache.json").read_text())
+            meta = _read_meta(folder)
             table = pd.read_csv(folder / "videos.csv", dtype={"FileName": str, "PatientID": str})
             mode = "r" if mmap else None
             lat = np.load(folder / "latents.npy", mmap_mode=mode)
             aug = np.load(folder / "augmented.npy", mmap_mode=mode) if (folder / "augmented.npy").exists() else None
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, CheckpointError) as exc:
             raise CheckpointError(f"latent cache {folder} is missing or corrupt ({exc}); rebuild it with `echoaudit encode`") from exc
         if len(lat) != len(table):
             raise CheckpointError(f"latent cache {folder}: {len(lat)} latent videos but {len(table)} rows in videos.csv")
@@ -80,6 +79,25 @@ class LatentCache:
                 f"{expected_vae[:12]}; re-encode with `echoaudit encode`"
             )
         return cls(folder, lat, aug, table, meta)
+
+
+def _read_meta(folder: Path) -> dict:
+    """``cache.json``, strictly: a JSON object whose known keys have their types.
+
+    Raises:
+        CheckpointError: naming the file and what is wrong with it.
+    """
+    path = folder / "cache.json"
+    meta = read_json(path, what="latent cache record", expect=dict, error=CheckpointError)
+    if not isinstance(meta.get("vae_fingerprint"), str):
+        raise CheckpointError(f"latent cache record {str(path)!r} has no vae_fingerprint string; "
+                              f"got {meta.get('vae_fingerprint')!r:.80}")
+    for key in ("augment_stride", "augment_copies", "frames", "size", "n_videos"):
+        value = meta.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0 or (key == "augment_stride" and value < 1):
+            raise CheckpointError(f"latent cache record {str(path)!r}: {key} must be a whole number "
+                                  f"(>= 1 for augment_stride); got {value!r:.80}")
+    return meta
 
 
 def encode_dataset(

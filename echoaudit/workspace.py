@@ -22,7 +22,9 @@ videos were scored on) and ``calibration`` (the by-patient split of the held-out
 both: its threshold is calibrated on every held-out video and its false-flag rate is
 "not measured". ``scores["first_frames"]`` (set -> file of each query video's first-frame
 embedding, for the published conventions) is optional: workspaces built before it lack
-it, and the report leaves that section out.
+it, and the report leaves that section out. ``data.on_missing`` (``"error"`` or
+``"skip"``) and ``data.skipped`` record how the build opened its data set (``workspace
+create --skip-missing``); a manifest without them was opened strictly.
 
 ``Workspace`` opens one lazily (models and the index load on first use) and is safe to
 share between threads for reading: the app caches one per folder with st.cache_resource.
@@ -105,9 +107,33 @@ class Workspace:
     # --- data ---------------------------------------------------------------------------
     @cached_property
     def dataset(self):
+        """The data set the workspace was built from, opened as the build opened it: strictly,
+        or, when the manifest records ``data.on_missing = "skip"`` (built with
+        ``--skip-missing``), without the videos the build skipped (``data.skipped``).
+        Another listed video missing now is an error, as in a strict open: the index and
+        the scores were made with it."""
         from echoaudit.data.echonet import EchoNetDataset
 
-        return EchoNetDataset.open(self.path(self.manifest["data"]["path"]))
+        data = self.manifest["data"]
+        on_missing = data.get("on_missing", "error")  # absent: built before the option, strict
+        if on_missing not in ("error", "skip"):
+            raise EchoAuditError(f"workspace manifest {self.root / MANIFEST}: data.on_missing must be 'error' or "
+                                 f"'skip'; got {str(on_missing)[:80]!r}; rebuild the workspace")
+        ds = EchoNetDataset.open(self.path(data["path"]), on_missing=on_missing)
+        if on_missing == "error":
+            return ds
+        recorded = data.get("skipped", [])
+        if not isinstance(recorded, list) or not all(isinstance(n, str) for n in recorded):
+            raise EchoAuditError(f"workspace manifest {self.root / MANIFEST}: data.skipped must be a list of "
+                                 f"FileNames; got {str(recorded)[:80]}; rebuild the workspace")
+        new = ds.skipped[~ds.skipped["FileName"].isin(recorded)]
+        if len(new):
+            raise EchoAuditError(
+                f"{len(new)} videos of the workspace's data set {ds.root} are missing or unusable now, but were "
+                f"present when it was built: " + "; ".join(f"{r.FileName}: {r.reason}" for r in new.head(5).itertuples())
+                + (" ..." if len(new) > 5 else "") + "; restore them or rebuild the workspace")
+        back = ds.table["FileName"].isin(recorded)  # skipped by the build, present again: not in its index
+        return ds if not back.any() else type(ds)(ds.root, ds.table[~back], ds.notes, ds.skipped)
 
     @cached_property
     def train(self):

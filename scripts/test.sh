@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # The README's test command: install everything (venv, requirements, Debian Chromium for the
-# browser tests) and run the whole test suite (unit + app + browser).
+# browser tests, PostgreSQL server binaries) and run the whole test suite (unit + app + browser).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-if [ ! -x /usr/bin/chromium ]; then
+# Debian packages the tests need: Chromium (browser tests), the PostgreSQL server binaries
+# (tests/test_review_pg.py starts a throwaway server from them; none is started here).
+APT=()
+[ -x /usr/bin/chromium ] || APT+=(chromium)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || APT+=(postgresql)
+if [ ${#APT[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${APT[@]}" >/dev/null
 fi
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -120,3 +120,57 @@ def test_skip_missing_leaves_out_and_lists_unusable_videos(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "skipped 2 listed videos" in err and videos[0].stem in err and videos[1].stem in err
     assert json.loads((tmp_path / "lat" / "cache.json").read_text())["n_videos"] == 10
+
+
+def test_workspace_create_skip_missing_records_it_and_reopens_the_same_way(tiny_workspace, tmp_path, capsys):
+    """A data set with a listed video deleted: refused without --skip-missing (nothing written),
+    built with it (the video listed, recorded in the manifest), and reopened without it."""
+    from echoaudit.data.echonet import EchoNetDataset
+    from echoaudit.errors import DatasetError, EchoAuditError
+
+    src = Workspace(tiny_workspace)
+    data = shutil.copytree(src.dataset.root, tmp_path / "data")
+    gone = src.train.names[0]
+    Path(src.train.table["path"].iloc[0].replace(str(src.dataset.root), str(data))).unlink()
+    out = tmp_path / "ws"
+    args = ["workspace", "create", "--workspace", str(out), "--data", str(data), "--vae", str(src.root / "models/vae"),
+            "--reid", str(src.root / "models/reid"), "--size", str(src.size), "--k", "8", "--index-stride", "2",
+            "--frame-stride", "2"]
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("echoaudit: error:") and "is listed but not present" in err and gone in err
+    assert not out.exists()  # a refused build writes nothing
+
+    # a model config the loader would refuse: refused before anything is written either
+    bad_vae = shutil.copytree(src.root / "models/vae", tmp_path / "bad_vae")
+    cfg = json.loads((bad_vae / "config.json").read_text())
+    (bad_vae / "config.json").write_text(json.dumps({**cfg, "layers_per_block": 2**40}))
+    bad = [a if a != str(src.root / "models/vae") else str(bad_vae) for a in args]
+    assert main(bad + ["--skip-missing"]) == 2
+    assert "layers_per_block is 1099511627776" in capsys.readouterr().err and not out.exists()
+
+    assert main(args + ["--skip-missing"]) == 0
+    err = capsys.readouterr().err
+    assert "skipped 1 listed videos" in err and gone in err  # listed by the data set opener
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["data"]["on_missing"] == "skip" and m["data"]["skipped"] == [gone]
+    assert m["data"]["n_train"] == len(src.train) - 1
+    ws = Workspace(out)
+    assert gone not in ws.train.names and len(ws.dataset) == len(src.dataset) - 1
+    assert gone not in set(ws.index.metadata["video"]) and len(ws.heldout_scores)
+
+    # the skipped video back: still not part of this workspace (its index was built without it)
+    shutil.copy(src.train.table["path"].iloc[0], data / "Videos")
+    assert gone not in Workspace(out).train.names
+    # another listed video missing now: an error, as in a strict open (the index holds it)
+    other = Workspace(out).train.table["path"].iloc[0]
+    Path(other).unlink()
+    with pytest.raises(EchoAuditError, match=r"1 videos of the workspace's data set .* were present when it was built"):
+        Workspace(out).dataset
+    # a manifest from before the option (no on_missing): strict
+    del m["data"]["on_missing"], m["data"]["skipped"]
+    (out / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(DatasetError, match="is listed but not present"):
+        Workspace(out).dataset
+    assert len(EchoNetDataset.open(data, on_missing="skip").skipped) == 1

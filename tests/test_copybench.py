@@ -81,3 +81,17 @@ def test_attack_clips_cover_every_family_strength_and_spread_over_patients(bench
     assert len({c.patient for c in clips}) == 3  # three videos of three different patients
     again = attack_clips(ws.train, n_videos=3, seed=2, size=ws.size, families=("translate", "reverse"))
     assert all(np.array_equal(a.frames, b.frames) for a, b in zip(clips, again))
+
+
+def test_calibration_noise_is_centred_on_the_stated_rate_for_exchangeable_patients():
+    from echoaudit.copybench import calibration_noise
+    rng = np.random.default_rng(0)
+    pats = np.repeat(np.arange(400), 2)
+    scores = np.repeat(rng.normal(size=400), 2) + 0.3 * rng.normal(size=800)  # patient effect + video noise
+    few = calibration_noise(scores, pats, 20, n_draws=400)
+    many = calibration_noise(scores, pats, 300, n_draws=400)
+    assert 0.03 <= many["median"] <= 0.07 and 0.03 <= few["median"] <= 0.08
+    assert many["high"] - many["low"] < few["high"] - few["low"]  # more calibration patients, less luck
+    assert few["n_patients"] == 400 and few["n_calibration"] == 20
+    with pytest.raises(ValueError, match="n_calibration"):
+        calibration_noise(scores, pats, 400)

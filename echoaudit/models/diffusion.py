@@ -36,6 +36,7 @@ from diffusers import DDIMScheduler, DDPMScheduler, DiffusionPipeline, UNetSpati
 
 from echoaudit.errors import CheckpointError, EchoAuditError
 from echoaudit.fileio import check_model_configs
+from echoaudit.models.limits import check_generator_configs
 
 __all__ = [
     "EF_NULL",
@@ -191,12 +192,17 @@ class EchoVideoPipeline(DiffusionPipeline):
         """Load a pipeline folder (``model_index.json``, ``unet/``, ``scheduler/``).
 
         Raises:
-            CheckpointError: no ``model_index.json`` there, or weights that do not load.
+            CheckpointError: no ``model_index.json`` there; configs with sizes out of range,
+                a UNet too large or components that are not diffusers classes
+                (:func:`~echoaudit.models.limits.check_generator_configs`, checked before
+                anything is built); or weights that do not load.
         """
         folder = Path(folder)
         if not (folder / "model_index.json").is_file():
             raise CheckpointError(f"{folder} is not a generator folder: no model_index.json there (expected unet/, scheduler/ beside it)")
-        check_model_configs(folder, ("model_index.json", "unet/config.json", "scheduler/scheduler_config.json"))
+        # Sizes and component classes first (echoaudit.models.limits), before diffusers builds anything.
+        check_generator_configs(folder, check_model_configs(
+            folder, ("model_index.json", "unet/config.json", "scheduler/scheduler_config.json")))
         try:
             pipe = cls.from_pretrained(folder, use_safetensors=True, low_cpu_mem_usage=False)
         except Exception as exc:  # diffusers raises several types for missing/mismatched parts

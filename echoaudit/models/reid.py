@@ -40,6 +40,7 @@ running statistics to get wrong in eval mode.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +50,10 @@ from torch import nn
 
 from echoaudit.errors import CheckpointError
 from echoaudit.fileio import check_model_configs, model_fingerprint
+from echoaudit.models.limits import check_reid_config
+
+if TYPE_CHECKING:
+    from echoaudit.models.published import PublishedReID
 
 __all__ = ["ReIDNet", "load_reid", "reid_fingerprint", "TRUNK_SIZE"]
 
@@ -165,17 +170,28 @@ class ReIDNet(ModelMixin, ConfigMixin):
         return torch.sigmoid(self.head_logits(e1, e2))
 
 
-def load_reid(folder: str | Path) -> ReIDNet:
-    """Load a ``save_pretrained`` folder (config.json + safetensors) in eval mode.
+def load_reid(folder: str | Path) -> ReIDNet | PublishedReID:
+    """Load a ``save_pretrained`` folder (config.json + safetensors) in eval mode, or a
+    folder in the published EchoNet-Synthetic format (``config.json`` naming a
+    ``siamese_architecture``, ``<name>_best_network.pth``): that one loads through
+    :func:`echoaudit.models.published.load_published_reid` as a
+    :class:`~echoaudit.models.published.PublishedReID`, which the engine uses the same way.
 
     Raises:
-        CheckpointError: no such folder or config.json, or weights that do not match the
-            config (missing, unexpected or differently shaped tensors, a bad config value).
+        CheckpointError: no such folder or config.json, a config with sizes out of range
+            or a model too large (:func:`~echoaudit.models.limits.check_reid_config`,
+            checked before anything is built), or weights that do not match the config
+            (missing, unexpected or differently shaped tensors, a bad config value).
     """
+    from echoaudit.models.published import is_published_reid, load_published_reid
+
     folder = Path(folder)
+    if is_published_reid(folder):
+        return load_published_reid(folder)
     if not (folder / "config.json").is_file():
         raise CheckpointError(f"{folder} is not a re-ID model folder: no config.json there")
-    check_model_configs(folder, ("config.json",))
+    # Sizes first (echoaudit.models.limits): the model is built before its weights are read.
+    check_reid_config(folder / "config.json", check_model_configs(folder, ("config.json",))["config.json"])
     try:
         model, info = ReIDNet.from_pretrained(folder, use_safetensors=True, low_cpu_mem_usage=False, output_loading_info=True)
     except (OSError, RuntimeError, ValueError, TypeError, KeyError) as exc:

@@ -17,6 +17,7 @@ from diffusers import AutoencoderKL
 
 from echoaudit.errors import CheckpointError
 from echoaudit.fileio import check_model_configs, model_fingerprint
+from echoaudit.models.limits import check_vae_config
 
 __all__ = ["build_vae", "FrameVAE", "DEMO_VAE_CHANNELS"]
 
@@ -72,11 +73,18 @@ class FrameVAE:
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> "FrameVAE":
-        """Load a diffusers AutoencoderKL folder (``config.json`` + safetensors weights)."""
+        """Load a diffusers AutoencoderKL folder (``config.json`` + safetensors weights).
+
+        Raises:
+            CheckpointError: no config.json; a config with sizes out of range or a model
+                too large (:func:`~echoaudit.models.limits.check_vae_config`, checked
+                before anything is built); weights that do not match the config.
+        """
         path = Path(path)
         if not (path / "config.json").is_file():
             raise CheckpointError(f"{path} is not a diffusers VAE folder: no config.json there")
-        check_model_configs(path, ("config.json",))
+        # Sizes first (echoaudit.models.limits): diffusers builds the model before it reads a weight.
+        check_vae_config(path / "config.json", check_model_configs(path, ("config.json",))["config.json"])
         try:
             vae, info = AutoencoderKL.from_pretrained(path, use_safetensors=True, low_cpu_mem_usage=False,
                                                       output_loading_info=True)

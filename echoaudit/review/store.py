@@ -2,7 +2,8 @@
 
 One store = one SQLAlchemy URL. A workspace's store is the SQLite file
 ``<workspace>/decisions.sqlite``, or the URL in the environment variable ``ECHOAUDIT_DB``
-when it is set (e.g. ``postgresql+psycopg://...`` shared by a team).
+when it is set (e.g. ``postgresql://user@host/echoaudit`` shared by a team; a PostgreSQL
+URL without a driver uses psycopg 3, ``pip install 'psycopg[binary]'``).
 
 SQLite is set up for several processes at once (the app's sessions, CLI calls, scripts):
 
@@ -50,6 +51,34 @@ HISTORY_COLUMNS: tuple[str, ...] = ("id",) + CSV_COLUMNS
 _TABLE = DecisionRow.__table__
 _BEGIN_OPTION = "echoaudit_sqlite_begin"
 _CHUNK = 500  # uids per IN (...) query, well under every backend's parameter limit
+#: Drivers used for URLs that name none (SQLAlchemy's own default for PostgreSQL is psycopg2).
+_DEFAULT_DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg"}
+#: How to install the driver of a dialect+driver name, for the missing-driver message.
+_DRIVER_HINTS = {"postgresql+psycopg": "psycopg 3: pip install 'psycopg[binary]' (see requirements.txt)",
+                 "postgresql+psycopg2": "psycopg2: pip install psycopg2-binary, or use postgresql+psycopg://"}
+
+
+def _engine(url: str | URL) -> Engine:
+    """An engine for ``url`` (``postgresql://`` and ``postgres://`` mapped to psycopg 3).
+
+    Raises:
+        ReviewError: a URL SQLAlchemy cannot parse or has no dialect for, or a driver that is
+            not installed (naming the package to install).
+    """
+    try:
+        parsed = make_url(url)
+        parsed = parsed.set(drivername=_DEFAULT_DRIVERS.get(parsed.drivername, parsed.drivername))
+    except (ArgumentError, ValueError) as exc:
+        raise ReviewError(f"{url!r} is not a usable database URL ({exc}); e.g. sqlite:///decisions.sqlite") from exc
+    shown = parsed.render_as_string(hide_password=True)
+    try:
+        return create_engine(parsed)
+    except ImportError as exc:  # the dialect is known, its DB-API module is not installed
+        hint = _DRIVER_HINTS.get(parsed.drivername, f"the Python package of the {parsed.drivername!r} driver")
+        raise ReviewError(f"cannot open the decision database {shown}: its driver is not installed "
+                          f"({exc}); install {hint}") from None
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        raise ReviewError(f"{shown!r} is not a usable database URL ({exc}); e.g. sqlite:///decisions.sqlite") from exc
 
 
 def _sqlite_setup(engine: Engine, busy_timeout_ms: int) -> None:
@@ -94,22 +123,20 @@ class DecisionStore:
     """The append-only history of reviewer decisions in one database.
 
     Args:
-        url: a SQLAlchemy URL (``sqlite:///path/decisions.sqlite``, ``postgresql://...``).
+        url: a SQLAlchemy URL (``sqlite:///path/decisions.sqlite``, ``postgresql://...``;
+            a PostgreSQL URL without a driver uses psycopg 3).
         workspace: recorded with each decision that does not name its own.
         busy_timeout_s: how long a SQLite writer waits for another one's lock.
 
     Raises:
-        ReviewError: a URL SQLAlchemy cannot use, a database that cannot be opened, or one
-            at a schema revision this version does not know.
+        ReviewError: a URL SQLAlchemy cannot use, a driver that is not installed, a
+            database that cannot be opened, or one at a schema revision this version does
+            not know.
     """
 
     def __init__(self, url: str | URL, *, workspace: str = "", busy_timeout_s: float = 30.0):
-        try:
-            parsed = make_url(url)
-            self.engine = create_engine(parsed)
-        except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:
-            raise ReviewError(f"{url!r} is not a usable database URL ({exc}); e.g. sqlite:///decisions.sqlite") from exc
-        self.url = parsed.render_as_string(hide_password=True)
+        self.engine = _engine(url)
+        self.url = self.engine.url.render_as_string(hide_password=True)
         self.workspace = str(workspace)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         if self.is_sqlite:

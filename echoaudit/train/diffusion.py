@@ -267,6 +267,12 @@ def train_diffusion_from_cache(cache, out_dir: str | Path, cfg: DiffusionTrainCo
 
 
 def _load_unet(folder: Path) -> UNetSpatioTemporalConditionModel:
+    from echoaudit.fileio import check_model_configs
+    from echoaudit.models.limits import check_unet_config
+
+    config = check_model_configs(folder, ("config.json",)).get("config.json")
+    if config is not None:  # sizes first: diffusers builds the UNet before it reads a weight
+        check_unet_config(folder / "config.json", config)
     try:
         return UNetSpatioTemporalConditionModel.from_pretrained(folder, use_safetensors=True, low_cpu_mem_usage=False)
     except Exception as exc:  # diffusers raises several types for missing/mismatched files

@@ -42,10 +42,10 @@ from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
 from echoaudit.errors import CheckpointError, DatasetError, VideoError
-from echoaudit.fileio import atomic_dir, write_json
+from echoaudit.fileio import write_json
 from echoaudit.data.attacks import random_disguise
 from echoaudit.models.reid import ReIDNet, load_reid
-from echoaudit.train.checkpoint import load_trainer_state, save_trainer_state
+from echoaudit.train.checkpoint import cosine_lr, load_trainer_state, save_run
 
 __all__ = [
     "ReIDTrainConfig",
@@ -444,15 +444,6 @@ def nearest_other_patients(model: ReIDNet, source, split: str, n: int, *, frames
     return {int(v): vids[row][np.isfinite(sim[i, row])] for i, (v, row) in enumerate(zip(vids, order))}
 
 
-def _lr(epoch: int, cfg: ReIDTrainConfig) -> float:
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * epoch / max(1, cfg.epochs))))
-
-
-def _save(model: ReIDNet, folder: Path, opt: torch.optim.Optimizer | None = None, record: dict | None = None) -> None:
-    with atomic_dir(folder) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        if opt is not None:
-            save_trainer_state(tmp, opt, record)
 
 
 def train_reid(
@@ -519,7 +510,7 @@ def train_reid(
     while record["epoch"] < cfg.epochs and not record["stopped_early"]:
         epoch = record["epoch"]
         t_epoch = time.perf_counter()
-        lr = _lr(epoch, cfg)
+        lr = cosine_lr(epoch, cfg.lr, cfg.epochs)
         for g in opt.param_groups:
             g["lr"] = lr
         hard = nearest_other_patients(model, source, "TRAIN", cfg.hard_neighbours) if cfg.hard_fraction and epoch else None
@@ -556,11 +547,11 @@ def train_reid(
         record["seconds"] += now - t_epoch
         if auc > record["best_auc"]:
             record.update(best_auc=auc, best_epoch=epoch + 1, bad_epochs=0)
-            _save(model, best_dir)
+            save_run(model, best_dir)
         else:
             record["bad_epochs"] += 1
             record["stopped_early"] = record["bad_epochs"] >= cfg.patience
-        _save(model, latest, opt, record)
+        save_run(model, latest, opt, record)
         write_json(out_dir / "metrics.json", record)
         bar.set_postfix(val_auc=f"{auc:.3f}")
     bar.close()

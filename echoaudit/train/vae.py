@@ -86,6 +86,12 @@ def train_vae(
     latest, best_dir = out_dir / "latest", out_dir / "best"
     torch.manual_seed(cfg.seed)
     if (latest / "trainer_state.json").exists():
+        from echoaudit.fileio import check_model_configs
+        from echoaudit.models.limits import check_vae_config
+
+        config = check_model_configs(latest, ("config.json",)).get("config.json")
+        if config is not None:  # sizes first: diffusers builds the VAE before it reads a weight
+            check_vae_config(latest / "config.json", config)
         vae = AutoencoderKL.from_pretrained(latest, use_safetensors=True)
     else:
         vae = build_vae(cfg.block_out_channels, layers_per_block=cfg.layers_per_block,
