@@ -14,6 +14,7 @@ pages = [
     st.Page("pages/privacy.py", title="Privacy", icon=":material/shield_person:"),
     st.Page("pages/coverage.py", title="Coverage", icon=":material/scatter_plot:"),
     st.Page("pages/temporal.py", title="Temporal", icon=":material/timeline:"),
+    st.Page("pages/utility.py", title="Utility", icon=":material/monitoring:"),
     st.Page("pages/report.py", title="Report", icon=":material/description:"),
 ]
 page = st.navigation(pages)

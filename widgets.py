@@ -42,7 +42,7 @@ __all__ = [
     "forget_closed_sessions",
     "pending_panel", "no_synthetic_set", "sidebar", "synthetic_set",
     "calibrated_threshold", "calibration_data", "current_threshold", "set_threshold", "privacy_data", "auc_data",
-    "coverage_data",
+    "coverage_data", "utility_data",
     "temporal_data", "pca_data", "thumbnails", "training_frames", "query_video", "generate_video",
     "workspace_video", "tiled_mp4", "selected_videos", "show_error", "upload_digest", "read_upload", "UPLOAD_CACHES",
 ]
@@ -311,6 +311,23 @@ def auc_data(root: str) -> dict | None:
 @st.cache_data(show_spinner="Computing coverage ...")
 def coverage_data(root: str, synthetic: str) -> dict:
     return R.coverage_view(open_workspace(root), synthetic)
+
+
+def utility_data(root: str, synthetic: str) -> dict | None:
+    """The downstream-utility results of a set (``echoaudit.utility_view.utility_results``),
+    None when not computed yet; read again whenever ``eval utility`` rewrites them."""
+    from echoaudit.utility_view import FILES, utility_folder
+
+    folder = utility_folder(root, synthetic)
+    stamp = tuple((folder / f).stat().st_mtime_ns if (folder / f).exists() else 0 for f in FILES.values())
+    return _utility_data(root, synthetic, stamp)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _utility_data(root: str, synthetic: str, stamp: tuple) -> dict | None:
+    from echoaudit.utility_view import utility_results
+
+    return utility_results(root, synthetic)
 
 
 def temporal_data(root: str) -> dict:

@@ -583,6 +583,9 @@ def build_parser() -> argparse.ArgumentParser:
     from echoaudit.models_cli import register as register_models
 
     register_models(sub)  # models inspect
+    from echoaudit.published_cli import register as register_published
+
+    register_published(sub)  # published-scores
 
     en = sub.add_parser("encode", help="encode a data set into a latent cache")
     en.add_argument("--skip-missing", action="store_true",

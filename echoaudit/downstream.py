@@ -70,6 +70,8 @@ class UtilityResult:
         sentence: the plain sentence (synthetic vs real, MAE).
         agreement: :func:`~echoaudit.audit.utility.ef_agreement` of the generator, or None.
         record: JSON-ready details (sets, flagged videos, runs, timings, config).
+        agreement_points: one row per synthetic video (FileName, EF_requested,
+            EF_predicted) behind ``agreement``, or None.
     """
 
     table: pd.DataFrame
@@ -78,6 +80,7 @@ class UtilityResult:
     sentence: str
     agreement: dict | None
     record: dict
+    agreement_points: pd.DataFrame | None = None
 
 
 def train_or_reuse(train: EFVideos, val: EFVideos, run_dir: str | Path, cfg: EFTrainConfig, *,
@@ -164,10 +167,13 @@ def run_utility(real: EFVideos, synthetic: EFVideos, flagged: Sequence[str], out
     by_ef = by_ef[["arm"] + [c for c in by_ef.columns if c != "arm"]]
     n_patients = len(np.unique(test.patients))
     sentence = utility_sentence(table, n_patients=n_patients, conf=cfg.conf)
-    agreement = None
+    agreement = agreement_points = None
     if "real" in preds and len(synthetic) >= 3:
         model = load_ef(out_dir / "runs" / "real" / f"seed{cfg.seeds[0]}" / "best")
-        agreement = ef_agreement(synthetic.ef, predict_ef(model, synthetic, crops=train_cfg.eval_crops), **boot)
+        measured = predict_ef(model, synthetic, crops=train_cfg.eval_crops)
+        agreement = ef_agreement(synthetic.ef, measured, **boot)
+        agreement_points = pd.DataFrame({"FileName": synthetic.names, "EF_requested": synthetic.ef,
+                                         "EF_predicted": measured})
         agreement["model"] = str(out_dir / "runs" / "real" / f"seed{cfg.seeds[0]}" / "best")
     record = {
         "sets": {arm: {"label": ARM_LABELS[arm], "n_real": len(s["real"]), "n_synthetic": len(s["synthetic"])}
@@ -183,4 +189,4 @@ def run_utility(real: EFVideos, synthetic: EFVideos, flagged: Sequence[str], out
     }
     predictions = pd.concat(pred_rows, ignore_index=True) if pred_rows else pd.DataFrame(
         columns=["arm", "seed", "FileName", "PatientID", "EF", "EF_pred"])
-    return UtilityResult(table, by_ef, predictions, sentence, agreement, record)
+    return UtilityResult(table, by_ef, predictions, sentence, agreement, record, agreement_points)

@@ -30,6 +30,8 @@ __all__ = [
     "coverage_bars",
     "temporal_curves_figure",
     "temporal_distribution_figure",
+    "utility_errors_by_ef",
+    "ef_agreement_scatter",
 ]
 
 COLORS = {"real": "#1f77b4", "synthetic": "#ff7f0e", "threshold": "#d62728", "ideal": "#7f7f7f",
@@ -289,4 +291,42 @@ def temporal_distribution_figure(summary: pd.DataFrame, column: str, ylabel: str
         kind = "real" if str(set_name).startswith("real") else "synthetic"
         fig.add_box(y=values, name=f"{set_name} (n={len(values)})", boxpoints="all", jitter=0.4,
                     marker_color=COLORS[kind])
+    return fig
+
+
+_ARM_COLORS = {"real": COLORS["real"], "synthetic": COLORS["synthetic"], "synthetic_filtered": "#9467bd",
+               "synthetic_random": "#8c564b", "real_plus_synthetic": COLORS["covered"]}
+
+
+def utility_errors_by_ef(by_ef: pd.DataFrame, labels: Mapping[str, str] | None = None) -> go.Figure:
+    """MAE of the EF model per bin of the true EF, one bar group per training set, with the
+    patient-bootstrap interval (:func:`echoaudit.audit.utility.errors_by_ef_bin` rows with
+    an ``arm`` column); bins are those of coverage by EF bin, so the two sit side by side."""
+    fig = _fig("EF model error by EF bin (real TEST patients)", "EF bin (%)", "MAE (EF points)", barmode="group")
+    labels = dict(labels or {})
+    for arm, part in by_ef.groupby("arm", sort=False):
+        g = part.dropna(subset=["mae"])
+        fig.add_bar(x=g["group"].astype(str), y=g["mae"], name=labels.get(arm, str(arm)),
+                    marker_color=_ARM_COLORS.get(arm, COLORS["ideal"]),
+                    error_y=dict(type="data", symmetric=False, array=(g["mae_high"] - g["mae"]).clip(lower=0),
+                                 arrayminus=(g["mae"] - g["mae_low"]).clip(lower=0)),
+                    customdata=g["n_videos"], hovertemplate="%{x}: MAE %{y:.1f} (%{customdata} videos)")
+    return fig
+
+
+def ef_agreement_scatter(points: pd.DataFrame, agreement: Mapping | None = None) -> go.Figure:
+    """EF asked of the generator against the EF the real-trained model measures in each
+    generated video (columns FileName, EF_requested, EF_predicted), with the identity line."""
+    title = "EF agreement of the generator"
+    if agreement:
+        m = agreement["mae"]
+        title += f": MAE {m['value']:.1f} [{m['low']:.1f}, {m['high']:.1f}]"
+    fig = _fig(title, "EF asked for (%)", "EF measured by the real-trained model (%)")
+    lo = float(min(points["EF_requested"].min(), points["EF_predicted"].min(), 0.0)) if len(points) else 0.0
+    hi = float(max(points["EF_requested"].max(), points["EF_predicted"].max(), 100.0)) if len(points) else 100.0
+    fig.add_scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="measured = asked for",
+                    line=dict(color=COLORS["ideal"], dash="dash"))
+    fig.add_scatter(x=points["EF_requested"], y=points["EF_predicted"], mode="markers", name="generated video",
+                    marker=dict(color=COLORS["synthetic"], size=7), customdata=points["FileName"],
+                    hovertemplate="%{customdata}<br>asked %{x:.1f}, measured %{y:.1f}<extra></extra>")
     return fig

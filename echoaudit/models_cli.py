@@ -12,14 +12,13 @@ models inspect --reid DIR`` runs it with the same messages and exit codes.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 from echoaudit.errors import CheckpointError, EchoAuditError
 
-__all__ = ["register", "build_parser", "main", "inspect_model", "cmd_models_inspect", "KINDS"]
+__all__ = ["register", "main", "inspect_model", "cmd_models_inspect", "KINDS"]
 
 KINDS = ("vae", "reid", "generator")
 _LABEL = {"vae": "VAE", "reid": "re-ID model", "generator": "generator"}
@@ -171,24 +170,11 @@ def register(sub) -> None:
     mi.set_defaults(func=cmd_models_inspect)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m echoaudit.models_cli", description=__doc__)
-    register(p.add_subparsers(dest="command", required=True))
-    return p
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Run ``models inspect`` with the ``echoaudit`` command's error handling (exit 2)."""
-    args = build_parser().parse_args(argv)
-    try:
-        args.func(args)
-    except EchoAuditError as exc:
-        print(f"echoaudit: error: {exc}", file=sys.stderr)
-        return 2
-    except ValueError as exc:
-        print(f"echoaudit: invalid value: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    """Run ``models inspect`` through the ``echoaudit`` command (same errors, exit code 2)."""
+    from echoaudit.cli import main as echoaudit_main
+
+    return echoaudit_main(argv)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from echoaudit.audit.coverage import reproduction
 from echoaudit.audit.privacy import DEFAULT_RULE, RULE_NAMES
 from echoaudit.audit.recall import recall_vs_threshold
 from echoaudit.audit.scale import to_logit
+from echoaudit.audit.utility import ARM_LABELS
 from echoaudit.errors import EchoAuditError
 from echoaudit.fileio import atomic_dir, write_json, write_text
 from echoaudit.review.view import review_view
@@ -37,6 +38,7 @@ from echoaudit.report import (
     threshold_grid,
     train_table,
 )
+from echoaudit.utility_view import display_table, finite, utility_results
 
 __all__ = ["write_report", "zip_folder", "report_folder"]
 
@@ -224,7 +226,7 @@ def write_report(ws, out_dir: str | Path, *, percentile: float = 95.0, synthetic
         dict name -> Path of everything written (``html``, ``summary``, ``zip``-ready
         ``folder``, ``table_<name>``, ``figure_<name>``), plus ``png_error`` (str) if any.
     """
-    from echoaudit import figures as F  # noqa: F401  (import errors surface before writing)
+    from echoaudit import figures as F  # import errors surface before writing
 
     def say(f, m):
         if progress is not None:
@@ -249,7 +251,10 @@ def write_report(ws, out_dir: str | Path, *, percentile: float = 95.0, synthetic
     rev = review_view(ws, name, t)
     say(0.35, "published conventions (first frames)")
     conv = conventions_view(ws, name, percentile=percentile)
+    util, util_error = _utility(ws, name)
     figs = _figures(ws, priv, cov, temp, auc)
+    if util is not None and util["by_ef"] is not None:
+        figs["utility_by_ef"] = F.utility_errors_by_ef(util["by_ef"], ARM_LABELS)
     numbers = (_privacy_numbers(priv, cals, moved=threshold is not None) + _review_numbers(rev)
                + _numbers(ws, priv, cov, temp, auc, thr))
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -273,6 +278,9 @@ def write_report(ws, out_dir: str | Path, *, percentile: float = 95.0, synthetic
     }
     if conv is not None:
         tables["conventions"] = conv["table"]
+    if util is not None and util["table"] is not None:
+        tables["utility"] = util["table"]
+        tables["utility_by_ef"] = util["by_ef"]
     summary = {
         "created": created, "workspace": str(ws.root), "synthetic": name, "percentile": percentile,
         "threshold": cals[DEFAULT_RULE] | {"used": t, "used_logit": to_logit(t)}, "rules": cals,
@@ -286,6 +294,11 @@ def write_report(ws, out_dir: str | Path, *, percentile: float = 95.0, synthetic
         "conventions": None if conv is None else {
             "rule": conv["rule"], "modes": {k: {f: v for f, v in m.items() if f != "best"} for k, m in conv["modes"].items()}},
         "index": ws.manifest.get("index", {}), "engine": ws.manifest.get("engine", {}),
+        "utility": None if util is None else finite({
+            "folder": str(util["folder"]), "sentence": util["sentence"],
+            "table": None if util["table"] is None else util["table"].to_dict(orient="records"),
+            "ef_agreement": util["agreement"]}),
+        "utility_error": util_error,
     }
 
     written: dict[str, Path] = {}
@@ -309,7 +322,8 @@ def write_report(ws, out_dir: str | Path, *, percentile: float = 95.0, synthetic
             except Exception as exc:  # noqa: BLE001 - kaleido/Chromium missing or broken: keep HTML/CSV
                 png_error = f"PNG figures were not written: {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
         say(0.8, "HTML")
-        write_text(tmp / "report.html", _html(ws, name, numbers, figs, tables, summary, png_error, created, conv))
+        write_text(tmp / "report.html", _html(ws, name, numbers, figs, tables, summary, png_error, created, conv,
+                                              util, util_error))
         written["html"] = out_dir / "report.html"
         write_json(tmp / "summary.json", summary | {"png_error": png_error})
         written["summary"] = out_dir / "summary.json"
@@ -320,7 +334,37 @@ def write_report(ws, out_dir: str | Path, *, percentile: float = 95.0, synthetic
     return written
 
 
-def _html(ws, name, numbers, figs, tables, summary, png_error, created, conv=None) -> str:
+def _utility(ws, name: str) -> tuple[dict | None, str | None]:
+    """The set's downstream-utility results (None when not computed) and, when its files
+    are damaged, the reason (the rest of the report is still written)."""
+    try:
+        return utility_results(ws.root, name), None
+    except EchoAuditError as exc:
+        return None, f"The downstream-utility results could not be read: {exc}"
+
+
+def _utility_html(util: dict | None, util_error: str | None) -> str:
+    if util_error:
+        return f"<h2>Downstream utility (EF model)</h2><p class='note'>{html.escape(util_error)}</p>"
+    if util is None:
+        return ""
+    parts = ["<h2>Downstream utility (EF model)</h2>"]
+    if util["table"] is not None:
+        test = (util["record"] or {}).get("test") or {}
+        parts.append(f"<p><b>{html.escape(util['sentence'])}</b></p>"
+                     f"<p class='note'>Each row: an EF model trained on that set, tested on the same "
+                     f"{html.escape(str(test.get('videos', '?')))} real TEST videos "
+                     f"({html.escape(str(test.get('patients', '?')))} patients); 95 % intervals by percentile "
+                     "bootstrap over TEST patients, the difference against (a) paired (positive = worse).</p>")
+        parts.append(_table_html(display_table(util["table"])))
+    agr = util["agreement"]
+    if agr is not None:
+        parts.append(f"<h3>EF agreement of the generator</h3><p>{html.escape(agr['sentence'])}</p>")
+    return "\n".join(parts)
+
+
+def _html(ws, name, numbers, figs, tables, summary, png_error, created, conv=None, util=None,
+          util_error=None) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>EchoAudit report: {html.escape(name)}</title>"
              f"<style>{_CSS}</style></head><body>",
              f"<h1>EchoAudit report: synthetic set <code>{html.escape(name)}</code></h1>",
@@ -359,6 +403,7 @@ def _html(ws, name, numbers, figs, tables, summary, png_error, created, conv=Non
                      "and of EchoNet-Synthetic, beside EchoAudit's whole-video rule. "
                      f"{html.escape(conv['rule'])}</p>" + _table_html(conv["table"]))
     parts.append("<h2>Coverage by EF and view</h2>" + _table_html(tables["coverage_by_ef"]) + _table_html(tables["coverage_by_view"]))
+    parts.append(_utility_html(util, util_error))
     parts.append("<h2>Models (fingerprints)</h2>" + _table_html(tables["models"]))
     settings = {"threshold": summary["threshold"], "engine": summary["engine"],
                 "index": {k: v for k, v in summary["index"].items() if k != "path"},

@@ -175,14 +175,23 @@ def _print_table(table) -> None:
               f"{'n/a' if not math.isfinite(sd) else f'{sd:.2f}':>13s}  {diff if r.arm != 'real' else '':>20s}")
 
 
+def _default_out(args, ws) -> Path:
+    """``--out``, else the workspace's standard place ``WS/utility/<set>/`` (where the
+    Utility page and the report read the results)."""
+    from echoaudit.utility_view import utility_folder
+
+    return args.out if args.out is not None else utility_folder(ws.root, args.set)
+
+
 def cmd_eval_utility(args) -> None:
     from echoaudit.downstream import UtilityConfig, run_utility
-    from echoaudit.fileio import write_json
+    from echoaudit.utility_view import write_utility
     from echoaudit.workspace import Workspace
 
     _threads(args)
     ws = Workspace(args.workspace)
     ws.synthetic(args.set)  # an unknown set: one clear line before any work
+    args.out = _default_out(args, ws)
     flagged, flag_source = workspace_flagged(ws, args.set, args.flags)
     real = _real_videos(ws.dataset, ws.vae, ws.size, args.latents, args.out / "latents" / "real")
     synthetic = _synthetic_videos(ws, args.set, args.out)
@@ -200,11 +209,8 @@ def cmd_eval_utility(args) -> None:
     record = {"workspace": str(ws.root), "set": args.set, "flagged_source": flag_source, "sentence": res.sentence,
               "table": res.table.to_dict(orient="records"), "by_ef": res.by_ef.to_dict(orient="records"),
               "ef_agreement": res.agreement, **res.record}
-    write_json(args.out / "utility.json", _finite(record))
-    _write_csv(args.out / "utility.csv", res.table)
-    _write_csv(args.out / "utility_by_ef.csv", res.by_ef)
-    _write_csv(args.out / "utility_predictions.csv", res.predictions)
-    print(f"wrote utility.json, utility.csv, utility_by_ef.csv, utility_predictions.csv to {args.out}")
+    names = write_utility(args.out, record, res.table, res.by_ef, res.predictions, res.agreement_points)
+    print(f"wrote {', '.join(names)} to {args.out}")
 
 
 # --- eval ef-agreement ----------------------------------------------------------------------
@@ -222,6 +228,7 @@ def cmd_eval_ef_agreement(args) -> None:
     _threads(args)
     ws = Workspace(args.workspace)
     ws.synthetic(args.set)
+    args.out = _default_out(args, ws)
     model_dir = args.ef_model
     if model_dir is None:  # a real-trained model of our own, reused on the next call
         real = _real_videos(ws.dataset, ws.vae, ws.size, args.latents, args.out / "latents" / "real")
@@ -274,7 +281,8 @@ def register(train_sub, eval_sub) -> None:
                                              "subset and real + synthetic, each tested on real TEST patients")
     eu.add_argument("--workspace", required=True, type=Path)
     eu.add_argument("--set", required=True, help="the synthetic set")
-    eu.add_argument("--out", required=True, type=Path, help="folder for utility.json/.csv, the runs and latent caches")
+    eu.add_argument("--out", type=Path, help="folder for utility.json/.csv, the runs and latent caches (default: "
+                                             "WORKSPACE/utility/SET, where the Utility page and the report read them)")
     eu.add_argument("--seeds", type=int, default=3, help="training seeds per set")
     eu.add_argument("--seed", type=int, default=0, help="first seed")
     eu.add_argument("--latents", type=Path, help="latent cache of the workspace's data set (default: encoded into OUT)")
@@ -287,7 +295,7 @@ def register(train_sub, eval_sub) -> None:
                                                   "it was generated for")
     ea.add_argument("--workspace", required=True, type=Path)
     ea.add_argument("--set", required=True, help="the synthetic set")
-    ea.add_argument("--out", required=True, type=Path)
+    ea.add_argument("--out", type=Path, help="folder for ef_agreement.json/.csv (default: WORKSPACE/utility/SET)")
     # not --model: the eval command's sub-subparsers keep their name in args.model
     ea.add_argument("--ef-model", type=Path, help="an EF model folder trained on real videos (default: train one into "
                                                   "OUT/model)")

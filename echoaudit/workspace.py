@@ -146,7 +146,11 @@ class Workspace:
     @property
     def pending(self) -> list[str]:
         """Synthetic sets the build has still to generate (empty once complete)."""
-        return list(self.manifest.get("pending", []))
+        pending = self.manifest.get("pending", [])
+        if not (isinstance(pending, list) and all(isinstance(n, str) for n in pending)):
+            raise EchoAuditError(f"workspace manifest {self.root / MANIFEST}: pending must be a list of set names; "
+                                 f"got {pending!r:.80}; rebuild the workspace")
+        return list(pending)
 
     @property
     def complete(self) -> bool:

@@ -145,3 +145,15 @@ def test_first_frame_embeddings_are_stored_for_every_query_set(ws):
             clip = ds.load(names[i], size=ws.size, **kwargs).frames[:keep]
             np.testing.assert_allclose(emb[i], ws.engine.embed_frames(clip)[0], atol=1e-6)
     assert ws.first_frames("no_such_set") is None
+
+
+def test_a_manifest_whose_pending_is_not_a_list_of_names_is_a_clear_error(tiny_workspace, tmp_path):
+    from echoaudit.errors import EchoAuditError
+
+    root = tmp_path / "ws"
+    shutil.copytree(tiny_workspace, root)
+    man = json.loads((root / "manifest.json").read_text())
+    man["pending"] = "regular"  # a string would otherwise read as ['r', 'e', 'g', ...]
+    (root / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(EchoAuditError, match="pending must be a list of set names"):
+        Workspace(root).pending

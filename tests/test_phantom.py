@@ -88,6 +88,9 @@ def test_views_are_visibly_different():
     (dict(frames=1), "frames must be >= 2"),
     (dict(size=8), "size must be between"),
     (dict(split_fractions=(0.5, 0.5, 0.5)), "split_fractions"),
+    (dict(n_patients=2**40), "n_patients must be at most 100000"),
+    (dict(videos_per_patient=1000), "videos_per_patient must be at most 100"),
+    (dict(frames=10**6), "frames must be at most 10000"),
 ])
 def test_bad_config(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -50,6 +50,9 @@ _VIEW_CODE = {v: i for i, v in enumerate(VIEWS)}
 DEPTH_CM = 15.0  # the sector radius in cm; sets the volume units (mL)
 
 
+MAX_PATIENTS = 100_000  # ten times EchoNet-Dynamic's ~10,000; a hostile demo.json cannot ask for more
+
+
 @dataclass(frozen=True)
 class PhantomConfig:
     """What ``echoaudit phantom`` makes. Splits are by patient (no patient in two)."""
@@ -69,6 +72,9 @@ class PhantomConfig:
         for name in ("n_patients", "videos_per_patient", "frames", "size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+        for name, top in (("n_patients", MAX_PATIENTS), ("videos_per_patient", 100), ("frames", 10_000)):
+            if getattr(self, name) > top:
+                raise ValueError(f"{name} must be at most {top}; got {getattr(self, name)}")
         if self.frames < 2:
             raise ValueError(f"frames must be >= 2 (a video); got {self.frames}")
         if not 16 <= self.size <= 1024:
