@@ -172,3 +172,19 @@ def save_run(model, folder: str | Path, opt: torch.optim.Optimizer | None = None
         model.save_pretrained(tmp, safe_serialization=True)
         if opt is not None:
             save_trainer_state(tmp, opt, record)
+
+
+def close_epoch(model, record: dict, *, improved: bool, patience: int, best_dir: str | Path, latest: str | Path,
+                opt: torch.optim.Optimizer, metrics_path: str | Path) -> None:
+    """The end of an epoch trainer's epoch, after ``record``'s best-metric keys are updated by
+    the caller when ``improved``: the best run is saved (and the bad-epoch count reset) on
+    improvement, else one more bad epoch and ``stopped_early`` once ``patience`` is reached;
+    then ``latest/`` with the trainer state and ``metrics.json``, each atomically."""
+    if improved:
+        record["bad_epochs"] = 0
+        save_run(model, best_dir)
+    else:
+        record["bad_epochs"] += 1
+        record["stopped_early"] = record["bad_epochs"] >= patience
+    save_run(model, latest, opt, record)
+    write_json(metrics_path, record)

@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 from echoaudit.errors import CheckpointError, DatasetError
 from echoaudit.fileio import read_json, write_json
 from echoaudit.models.ef import EFRegressor, clip_indices, crop_starts, load_ef
-from echoaudit.train.checkpoint import cosine_lr, load_trainer_state, save_run
+from echoaudit.train.checkpoint import close_epoch, cosine_lr, load_trainer_state
 
 __all__ = ["EFTrainConfig", "EFVideos", "cached_latents", "batch_clips", "predict_ef", "train_ef", "finished_run",
            "videos_digest"]
@@ -413,14 +413,11 @@ def train_ef(
         record["history"].append({"epoch": epoch + 1, "loss": loss_sum / steps, "val_mae": mae, "val_rmse": rmse,
                                   "lr": lr, "seconds": now - t_epoch})
         record["seconds"] += now - t_epoch
-        if record["best_val_mae"] is None or mae < record["best_val_mae"]:
-            record.update(best_val_mae=mae, best_epoch=epoch + 1, bad_epochs=0)
-            save_run(model, best_dir)
-        else:
-            record["bad_epochs"] += 1
-            record["stopped_early"] = record["bad_epochs"] >= cfg.patience
-        save_run(model, latest, opt, record)
-        write_json(out_dir / "metrics.json", record)
+        improved = record["best_val_mae"] is None or mae < record["best_val_mae"]
+        if improved:
+            record.update(best_val_mae=mae, best_epoch=epoch + 1)
+        close_epoch(model, record, improved=improved, patience=cfg.patience, best_dir=best_dir, latest=latest, opt=opt,
+                    metrics_path=out_dir / "metrics.json")
         bar.set_postfix(val_mae=f"{mae:.2f}")
     bar.close()
     record["finished"] = True

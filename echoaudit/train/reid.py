@@ -45,7 +45,7 @@ from echoaudit.errors import CheckpointError, DatasetError, VideoError
 from echoaudit.fileio import write_json
 from echoaudit.data.attacks import random_disguise
 from echoaudit.models.reid import ReIDNet, load_reid
-from echoaudit.train.checkpoint import cosine_lr, load_trainer_state, save_run
+from echoaudit.train.checkpoint import close_epoch, cosine_lr, load_trainer_state
 
 __all__ = [
     "ReIDTrainConfig",
@@ -545,14 +545,11 @@ def train_reid(
             "seconds": now - t_epoch, "data_seconds": data_s, "compute_seconds": compute_s, "val_seconds": now - t_val,
         })
         record["seconds"] += now - t_epoch
-        if auc > record["best_auc"]:
-            record.update(best_auc=auc, best_epoch=epoch + 1, bad_epochs=0)
-            save_run(model, best_dir)
-        else:
-            record["bad_epochs"] += 1
-            record["stopped_early"] = record["bad_epochs"] >= cfg.patience
-        save_run(model, latest, opt, record)
-        write_json(out_dir / "metrics.json", record)
+        improved = auc > record["best_auc"]
+        if improved:
+            record.update(best_auc=auc, best_epoch=epoch + 1)
+        close_epoch(model, record, improved=improved, patience=cfg.patience, best_dir=best_dir, latest=latest, opt=opt,
+                    metrics_path=out_dir / "metrics.json")
         bar.set_postfix(val_auc=f"{auc:.3f}")
     bar.close()
     write_json(out_dir / "metrics.json", record)
