@@ -42,7 +42,7 @@ __all__ = [
     "forget_closed_sessions",
     "pending_panel", "no_synthetic_set", "sidebar", "synthetic_set",
     "calibrated_threshold", "calibration_data", "current_threshold", "set_threshold", "privacy_data", "auc_data",
-    "coverage_data", "utility_data",
+    "coverage_data", "utility_data", "filter_data",
     "temporal_data", "pca_data", "thumbnails", "training_frames", "query_video", "generate_video",
     "workspace_video", "tiled_mp4", "selected_videos", "show_error", "upload_digest", "read_upload", "UPLOAD_CACHES",
 ]
@@ -301,6 +301,19 @@ def set_threshold(value: float) -> None:
 @st.cache_data(show_spinner="Flagging synthetic videos ...")
 def privacy_data(root: str, synthetic: str, threshold: float) -> dict:
     return R.privacy_view(open_workspace(root), synthetic, threshold)
+
+
+def filter_data(root: str, synthetic: str, threshold: float) -> list[dict]:
+    """Each second filter's verdicts beside the workspace filter's at ``threshold``
+    (:func:`echoaudit.filters.filters_view`); read again when a filter is added."""
+    return _filter_data(root, workspace_version(root), synthetic, threshold)
+
+
+@st.cache_data(show_spinner="Comparing the privacy filters ...", max_entries=16)
+def _filter_data(root: str, version: int, synthetic: str, threshold: float) -> list[dict]:
+    from echoaudit.filters import filters_view
+
+    return filters_view(open_workspace(root), synthetic, threshold)
 
 
 @st.cache_data(show_spinner="Bootstrapping the ROC AUC ...")

@@ -64,6 +64,9 @@ def main(argv=None) -> int:
     ap.add_argument("--data", type=Path)
     ap.add_argument("--vae", type=Path)
     ap.add_argument("--reid", type=Path)
+    ap.add_argument("--filter", default=None,
+                    help="with --workspace: bench the workspace's second filter NAME (its network under EchoAudit's "
+                         "whole-video rule) instead of the workspace's own re-ID")
     ap.add_argument("--copies", type=int, default=24, help="training videos copied (each by every family and strength)")
     ap.add_argument("--unseen-patients", type=int, default=150, help="fresh patients, 2 videos each")
     ap.add_argument("--same-patient", type=int, default=24, help="new videos of this many training patients")
@@ -91,6 +94,11 @@ def main(argv=None) -> int:
         ws = args.workspace.resolve()
         data = Path(man["data"]["path"]) if Path(man["data"]["path"]).is_absolute() else ws / man["data"]["path"]
         vae_dir, reid_dir = ws / man["models"]["vae"]["path"], ws / man["models"]["reid"]["path"]
+        if args.filter:
+            filters = man.get("filters") or {}
+            if args.filter not in filters:
+                ap.error(f"the workspace has no filter {args.filter!r}; it has: {', '.join(filters) or 'none'}")
+            reid_dir = ws / filters[args.filter]["path"] / "model"
         eng = man["engine"]
         args.index_stride, args.query_stride, args.k = eng["index_stride"], eng["frame_stride"], eng["k"]
         clip = man.get("clip")

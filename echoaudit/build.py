@@ -18,10 +18,17 @@ The manifest is written once the real-data part is done: a folder with a manifes
 usable workspace. Synthetic sets follow one at a time, each recorded in the manifest as
 it completes (``pending`` lists those still to come; ``complete_workspace`` makes them,
 also after an interruption). An interrupted index build resumes from its chunks.
+
+A generator may be a published EchoNet-Synthetic video UNet folder
+(:mod:`echoaudit.published_generator`); it needs a folder of conditioning latent frames
+(``conditioning={name: folder}``), copied to ``models/conditioning/<name>`` and recorded
+(path, sha256) in the generator's manifest entry. A scheduler found beside the UNet
+(``../scheduler/scheduler_config.json``) is copied into the workspace's copy of it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -35,18 +42,18 @@ import pandas as pd
 from echoaudit.audit.calibration import calibration_split
 from echoaudit.data.clips import ClipSpec
 from echoaudit.engine import AuditEngine, EngineConfig, build_training_index, index_vectors
-from echoaudit.errors import EchoAuditError
-from echoaudit.fileio import atomic_dir, model_fingerprint, read_json, remove_tree, write_json
+from echoaudit.errors import CheckpointError, EchoAuditError
+from echoaudit.fileio import atomic_dir, model_fingerprint, read_json, remove_stale_temps, remove_tree, write_json
 # Scoring a set of videos lives in echoaudit.scoring; its public names stay importable from here.
 from echoaudit.scoring import (  # noqa: F401
-    SetAudit, _reid_roc, _save_parquet, audit_synthetic_set, clip_load_kwargs, embed_video_frames,
-    temporal_sample,
+    SetAudit, _reid_roc, _save_parquet, audit_synthetic_set, audit_synthetic_set_chunked, clip_load_kwargs,
+    embed_video_frames, set_audit_fingerprint, temporal_sample,
 )
 from echoaudit.workspace import MANIFEST, Workspace, load_manifest
 
 __all__ = ["BuildConfig", "MANIFEST_VERSION", "SetAudit", "create_workspace", "complete_workspace",
            "add_synthetic_set", "audit_synthetic_set", "embed_video_frames", "generator_fps", "build_clip_spec",
-           "clip_load_kwargs", "temporal_sample"]
+           "clip_load_kwargs", "temporal_sample", "audit_synthetic_set_chunked", "set_audit_fingerprint"]
 
 #: Version 3: held-out videos scored on clips of the synthetic set's spec (``clip``) and
 #: split into calibration / check patients (``calibration``). Version 2 workspaces open
@@ -78,7 +85,12 @@ class BuildConfig:
 def generator_fps(folder: str | Path) -> float | None:
     """The frame rate a generator's clips have: ``fps`` of its ``training.json`` (else of
     its ``model_index.json``, the pipeline's config), or None when neither records one (a
-    file that is damaged or not a JSON object records none)."""
+    file that is damaged or not a JSON object records none). A published video UNet:
+    its sampler's 32 fps."""
+    from echoaudit.published_generator import PUBLISHED_FPS, is_published_unet
+
+    if is_published_unet(folder):
+        return PUBLISHED_FPS
     for name in ("training.json", "model_index.json"):
         p = Path(folder) / name
         if p.is_file():
@@ -101,16 +113,24 @@ def build_clip_spec(cfg: BuildConfig, generators: dict[str, str | Path] | None =
     return ClipSpec(fps=float(fps), frames=int(cfg.synthetic_frames))
 
 
-def _check_model_sources(vae: Path, reid: Path, generators: dict[str, Path]) -> None:
+def _check_model_sources(vae: Path, reid: Path, generators: dict[str, Path],
+                         conditioning: dict[str, Path] | None = None) -> None:
     """The model folders' configs, checked as their loaders will (strict JSON, sizes in
     range: :mod:`echoaudit.models.limits`) before the build copies or builds anything.
 
     Raises:
         EchoAuditError: a folder without a config; CheckpointError: a config the loader
-            would refuse (the message names the file and the key).
+            would refuse (the message names the file and the key), a published video UNet
+            without conditioning frames; DatasetError: conditioning frames that do not load.
     """
     from echoaudit.fileio import check_model_configs
-    from echoaudit.models.limits import check_generator_configs, check_reid_config, check_vae_config
+    from echoaudit.models.limits import (
+        check_generator_configs,
+        check_reid_config,
+        check_unet_config,
+        check_vae_config,
+    )
+    from echoaudit.published_generator import is_published_unet, load_conditioning, load_scheduler
 
     for folder in (vae, reid, *generators.values()):
         if not (folder / "config.json").exists() and not (folder / "model_index.json").exists():
@@ -119,15 +139,62 @@ def _check_model_sources(vae: Path, reid: Path, generators: dict[str, Path]) -> 
         config = check_model_configs(folder, ("config.json",)).get("config.json")
         if config is not None:
             check(folder / "config.json", config)
-    for folder in generators.values():
+    conditioning = conditioning or {}
+    extra = sorted(set(conditioning) - set(generators))
+    if extra:
+        raise EchoAuditError(f"conditioning given for {', '.join(extra)}, which is not a generator of this build")
+    for name, folder in generators.items():
+        if is_published_unet(folder):
+            check_unet_config(folder / "config.json", check_model_configs(folder, ("config.json",))["config.json"])
+            load_scheduler(folder)
+            if name not in conditioning:
+                raise CheckpointError(f"generator {name!r} ({folder}) is a published video UNet: it needs conditioning "
+                                      f"frames: pass a folder of C x h x w .pt latents (--conditioning {name}=FOLDER)")
+            load_conditioning(conditioning[name])  # DatasetError naming the file
+            continue
+        if name in conditioning:
+            raise CheckpointError(f"generator {name!r} ({folder}) is not a published video UNet; conditioning frames "
+                                  "are only for those")
         check_generator_configs(folder, check_model_configs(
             folder, ("model_index.json", "unet/config.json", "scheduler/scheduler_config.json")))
 
 
 def _copy_model(src: Path, dst: Path) -> str:
+    from echoaudit.published_generator import find_scheduler_config, is_published_unet
+
     with atomic_dir(dst) as tmp:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
+        sched = find_scheduler_config(src) if is_published_unet(src) else None
+        if sched is not None and sched.parent != src:  # ../scheduler/ beside a published UNet: keep it with it
+            shutil.copyfile(sched, Path(tmp) / "scheduler_config.json")
     return model_fingerprint(dst)
+
+
+def _check_latents_match_vae(lat, train, vae, size: int, n: int = 3, floor: float = 0.9) -> None:
+    """The VAE's encoding of the first frame of ``n`` TRAIN videos against their latents'
+    first frame: a Pearson correlation below ``floor`` means the latents come from another
+    VAE (or another frame size), and the build stops before indexing them."""
+    from echoaudit.errors import DatasetError
+
+    for name in train.names[:n]:
+        mine = vae.encode(train.load(name, size=size, num_frames=1).frames).numpy()[0].ravel()
+        theirs = lat.get(name)[0].ravel()
+        r = float(np.corrcoef(mine, theirs)[0, 1])
+        if not r >= floor:
+            raise DatasetError(f"the latents of {name} in {lat.folder} do not match this VAE: the correlation of its "
+                               f"first frame encoded by the VAE with the latent file is {r:.3f} (< {floor}); they "
+                               "were made by another VAE or at another frame size")
+
+
+def _copy_conditioning(src: Path, dst: Path) -> str:
+    """Copy a conditioning folder's ``*.pt`` frames; returns their sha256."""
+    from echoaudit.published_generator import conditioning_fingerprint
+
+    with atomic_dir(dst) as tmp:
+        Path(tmp).mkdir(parents=True, exist_ok=True)
+        for f in sorted(src.glob("*.pt")):
+            shutil.copyfile(f, Path(tmp) / f.name)
+    return conditioning_fingerprint(dst)
 
 
 def create_workspace(
@@ -142,9 +209,21 @@ def create_workspace(
     timings: dict[str, float] | None = None,
     progress: Progress | None = None,
     on_missing: str = "error",
+    conditioning: dict[str, str | Path] | None = None,
+    latents: str | Path | None = None,
 ) -> Workspace:
     """Build a workspace in ``root`` from a data set and model folders: the real-data part
     first (after which the manifest makes it usable), then one synthetic set per generator.
+
+    ``conditioning``: generator name -> folder of conditioning latent frames, for the
+    generators that are published video UNets (each needs one).
+
+    ``latents``: a folder in the published layout (``FileList.csv`` + ``Latents/<FileName>.pt``,
+    :class:`~echoaudit.published_latents.PublishedLatents`) holding every TRAIN video's
+    latents: the index is built from them directly (no decoding, no encoding). They must
+    have the VAE's latent shape, and the VAE's encoding of a few TRAIN first frames must
+    match them (correlation >= 0.9): latents of another VAE are refused. Held-out and
+    synthetic videos are still decoded and encoded (their clips are conformed first).
 
     ``on_missing``: as for ``EchoNetDataset.open``: ``"skip"`` leaves out the listed videos
     that are missing or unusable; the manifest records it (``data.on_missing`` and
@@ -164,7 +243,16 @@ def create_workspace(
     train, heldout = ds.split("TRAIN"), ds.split(["VAL", "TEST"])
     if len(train) == 0 or len(heldout) == 0:
         raise EchoAuditError(f"{data} needs TRAIN videos and held-out (VAL/TEST) videos; it has {len(train)} and {len(heldout)}")
-    _check_model_sources(Path(vae), Path(reid), {g: Path(src) for g, src in generators.items()})
+    conditioning = {g: Path(c).resolve() for g, c in (conditioning or {}).items()}
+    pub_latents = None
+    if latents is not None:  # published Latents/ (or their folder): checked before anything is written
+        from echoaudit.published_latents import PublishedLatents
+
+        src_vae = FrameVAE.from_pretrained(Path(vae))
+        pub_latents = PublishedLatents.open(latents, shape=src_vae.latent_shape(cfg.engine.size))
+        pub_latents.embed_video_fn(None, train.names)  # every TRAIN video must be there (DatasetError otherwise)
+        _check_latents_match_vae(pub_latents, train, src_vae, cfg.engine.size)
+    _check_model_sources(Path(vae), Path(reid), {g: Path(src) for g, src in generators.items()}, conditioning)
     root.mkdir(parents=True, exist_ok=True)
     (root / MANIFEST).unlink(missing_ok=True)  # a rebuilt folder is not usable until its new manifest
     t_start = time.time()
@@ -185,8 +273,16 @@ def create_workspace(
     for g, src in generators.items():
         models["generators"][g] = {"path": f"models/generators/{g}", "kind": "latent video diffusion",
                                    "sha256": _copy_model(Path(src), root / "models/generators" / g)}
+        if g in conditioning:
+            models["generators"][g]["kind"] = "published latent video diffusion (EchoNet-Synthetic)"
+            models["generators"][g]["conditioning"] = {
+                "path": f"models/conditioning/{g}", "source": str(conditioning[g]),
+                "sha256": _copy_conditioning(conditioning[g], root / "models/conditioning" / g)}
     vae_m = FrameVAE.from_pretrained(root / "models/vae")
     reid_m = load_reid(root / "models/reid").eval()
+    if pub_latents is not None:
+        models["latents"] = {"path": str(Path(latents).resolve()), "n_videos": len(pub_latents),
+                             "layout": "published (FileList.csv + Latents/<FileName>.pt)"}
     for name, model in (("vae", vae_m.vae), ("reid", reid_m)):
         models[name]["parameters"] = int(sum(p.numel() for p in model.parameters()))
     for name, folder in (("vae", root / "models/vae"), ("reid", root / "models/reid")):
@@ -204,10 +300,18 @@ def create_workspace(
 
     from echoaudit.data.prefetch import VideoPrefetcher
 
+    if pub_latents is not None:  # the index embeds the given latents: they are part of what it was made from
+        fingerprint["latents"] = pub_latents.fingerprint(train.names)
     index = _finished_index(root / "index", fingerprint)  # a build stopped after its index resumes here
     if index is not None:
         emb = index_vectors(index)
         report(0.3, "indexing training frames: reusing the index of the interrupted build")
+    elif pub_latents is not None:  # straight from the latents: no decoding, no encoding
+        index, emb = build_training_index(
+            train, root / "index", embed_video=pub_latents.embed_video_fn(reid_m, train.names,
+                                                                          index_stride=ecfg.index_stride),
+            fingerprint=fingerprint, index_stride=ecfg.index_stride,
+            progress=lambda f, m: report(0.05 + 0.25 * f, f"indexing training frames from latents: {m}"))
     else:
         with VideoPrefetcher(train, size=ecfg.size, frame_step=ecfg.index_stride) as videos:
             def embed_train(i: int) -> np.ndarray:  # frames 0, s, 2s, ... (s = index_stride)
@@ -296,7 +400,7 @@ def _finished_index(folder: Path, fingerprint: dict):
     return index
 
 
-def _finished_set(folder: Path, generator: Path, cfg: "BuildConfig") -> bool:
+def _finished_set(folder: Path, generator: Path, cfg: "BuildConfig", conditioning_sha256: str | None = None) -> bool:
     """True when ``folder`` holds a complete synthetic set (FileList.csv and
     generator.json) that ``generator`` made with ``cfg``'s settings (a damaged
     generator.json: not complete, made again)."""
@@ -309,6 +413,8 @@ def _finished_set(folder: Path, generator: Path, cfg: "BuildConfig") -> bool:
     want = {"checkpoint_sha256": model_fingerprint(generator), "seed": cfg.seed, "n": cfg.n_synthetic,
             "steps": cfg.steps, "guidance": float(cfg.guidance), "num_frames": cfg.synthetic_frames,
             "ef": "drawn from the training EFs"}
+    if conditioning_sha256:
+        want["conditioning_sha256"] = conditioning_sha256
     return (folder / "FileList.csv").is_file() and all(rec.get(k) == v for k, v in want.items())
 
 
@@ -329,14 +435,16 @@ def complete_workspace(ws: Workspace, *, progress: Progress | None = None) -> Wo
                 progress(min(1.0, lo + span * f), msg)
 
         out = ws.root / "synthetic" / g
-        if _finished_set(out, ws.generator_path(g), cfg):  # generated before an interruption: audit it
+        cond = ws.manifest["models"]["generators"].get(g, {}).get("conditioning")  # published UNets only
+        cond_path = ws.path(cond["path"]) if cond else None
+        if _finished_set(out, ws.generator_path(g), cfg, cond["sha256"] if cond else None):  # generated before an interruption: audit it
             report(0.7, f"generating with {g}: made before the interruption")
         else:
             if out.exists():  # a set left half-written by an interrupted build
                 remove_tree(out)
             # generate_dataset keeps its finished batches beside ``out`` and resumes from them
             generate_dataset(ws.generator_path(g), ws.vae, out, n=cfg.n_synthetic, seed=cfg.seed, steps=cfg.steps,
-                             guidance=cfg.guidance, num_frames=cfg.synthetic_frames,
+                             guidance=cfg.guidance, num_frames=cfg.synthetic_frames, conditioning=cond_path,
                              progress=lambda f, m: report(0.7 * f, f"generating with {g}: {m}"))
         # ws keeps its loaded models and index; add_synthetic_set rewrites the manifest from disk.
         add_synthetic_set(ws, g, out, info={"generator": g, "n": cfg.n_synthetic, "seed": cfg.seed, "steps": cfg.steps},
@@ -379,7 +487,8 @@ def _training_summary(folder: Path) -> str:
 
 
 def add_synthetic_set(ws: Workspace, name: str, folder: str | Path, *, info: dict | None = None,
-                      seconds: float | None = None, progress: Progress | None = None) -> pd.DataFrame:
+                      seconds: float | None = None, progress: Progress | None = None,
+                      chunk: int = 256) -> pd.DataFrame:
     """Score an EchoNet-format synthetic folder against the workspace and record it in the
     manifest as set ``name`` (its scores, temporal curves and embeddings are files of its
     own; the manifest is written last). ``info`` describes where the set came from
@@ -387,7 +496,13 @@ def add_synthetic_set(ws: Workspace, name: str, folder: str | Path, *, info: dic
     files are written beside the old ones and the manifest switches in one write, so a
     run stopped at any point leaves the old set or the new one, whole. Its videos
     are scored on the workspace's clip spec (``manifest["clip"]``), as the held-out
-    videos the threshold came from were; a version-2 workspace (none) scores them as stored."""
+    videos the threshold came from were; a version-2 workspace (none) scores them as stored.
+
+    The videos are scored ``chunk`` at a time (:func:`audit_synthetic_set_chunked`), each
+    finished chunk kept under ``scores/partial/<name>/``: a run stopped midway, called
+    again with the same set, resumes from its chunks (chunks made from other models,
+    settings or another listing of the set are discarded). That folder is removed once
+    the set's files and the manifest are written."""
     from echoaudit.data.echonet import EchoNetDataset
 
     if not name or not name.replace("_", "").replace("-", "").isalnum():
@@ -398,8 +513,13 @@ def add_synthetic_set(ws: Workspace, name: str, folder: str | Path, *, info: dic
     if len(syn) == 0:
         raise EchoAuditError(f"{folder} lists no videos")
     cfg = ws.manifest.get("build", {})
-    audit = audit_synthetic_set(ws.engine, syn, name, top=int(cfg.get("top", 10)), progress=progress,
-                                clip=ws.clip_spec)
+    top, clip = int(cfg.get("top", 10)), ws.clip_spec
+    # Scored in chunks kept under scores/partial/<name>/: a run stopped midway resumes there.
+    partial = ws.root / "scores" / "partial" / name
+    fingerprint = set_audit_fingerprint(ws.engine, syn, name, index_fingerprint=ws.manifest["index"]["fingerprint"],
+                                        top=top, clip=clip, temporal_videos=None)
+    audit = audit_synthetic_set_chunked(ws.engine, syn, name, chunk_dir=partial, fingerprint=fingerprint,
+                                        chunk=chunk, top=top, progress=progress, clip=clip)
     root = ws.root
     plain = {"scores": f"scores/synthetic_{name}.parquet", "temporal": f"scores/temporal_{name}.parquet",
              "embeddings": f"scores/embeddings_{name}.parquet", "first_frames": f"scores/first_frames_{name}.parquet"}
@@ -432,4 +552,8 @@ def add_synthetic_set(ws: Workspace, name: str, folder: str | Path, *, info: dic
         for rel in names:
             if rel != files[kind]:
                 (root / rel).unlink(missing_ok=True)
+    remove_tree(partial)  # the set is stored: its chunks are of no further use
+    remove_stale_temps(partial.parent)  # what a run killed while removing chunks left there
+    with contextlib.suppress(OSError):  # scores/partial/ itself, once no other set's chunks are in it
+        partial.parent.rmdir()
     return audit.scores

@@ -157,7 +157,7 @@ def cmd_generate(args) -> None:
     _threads(args)
     root = generate_dataset(args.generator, FrameVAE.from_pretrained(args.vae), args.out, n=args.n, seed=args.seed,
                             steps=args.steps, ef=args.ef, guidance=args.guidance, num_frames=args.frames,
-                            overwrite=args.overwrite)
+                            overwrite=args.overwrite, conditioning=args.conditioning)
     print(f"wrote {args.n} synthetic videos to {root}")
 
 
@@ -257,12 +257,17 @@ def cmd_workspace_create(args) -> None:
     if bad:
         raise EchoAuditError(f"--generator takes NAME=FOLDER; got {bad[0]!r}")
     gens = dict(g.split("=", 1) for g in args.generator)
+    bad = [c for c in args.conditioning if "=" not in c or not c.split("=", 1)[0] or not c.split("=", 1)[1]]
+    if bad:
+        raise EchoAuditError(f"--conditioning takes NAME=FOLDER; got {bad[0]!r}")
+    conditioning = dict(c.split("=", 1) for c in args.conditioning)
     cfg = BuildConfig(n_synthetic=args.n_synthetic, steps=args.steps, seed=args.seed,
                       engine=EngineConfig(frame_stride=args.frame_stride, index_stride=args.index_stride, k=args.k,
                                           size=args.size))
     _open_data(args.data, args)  # the data set's problems (or, --skip-missing, the videos left out) first
     ws = create_workspace(args.workspace, data=args.data, vae=args.vae, reid=args.reid, generators=gens, cfg=cfg,
-                          on_missing="skip" if args.skip_missing else "error")
+                          on_missing="skip" if args.skip_missing else "error", conditioning=conditioning,
+                          latents=args.latents)
     print(f"workspace ready: {ws.root} ({ws.manifest['build']['seconds']} s)")
 
 
@@ -532,7 +537,11 @@ def build_parser() -> argparse.ArgumentParser:
     td.set_defaults(func=cmd_train_diffusion)
 
     ge = sub.add_parser("generate", help="write an EchoNet-format synthetic data set")
-    ge.add_argument("--generator", required=True, type=Path, help="pipeline folder (a run's best/)")
+    ge.add_argument("--generator", required=True, type=Path,
+                    help="pipeline folder (a run's best/), or a published EchoNet-Synthetic UNet folder (unet_ema/)")
+    ge.add_argument("--conditioning", type=Path, default=None,
+                    help="folder of C x h x w .pt conditioning latents (VAE-encoded frames): needed by a published "
+                         "video UNet, taken in sorted order and cycling (video i uses frame i mod M)")
     ge.add_argument("--vae", required=True, type=Path)
     ge.add_argument("--out", required=True, type=Path)
     ge.add_argument("--n", type=int, default=16)
@@ -586,6 +595,9 @@ def build_parser() -> argparse.ArgumentParser:
     from echoaudit.published_cli import register as register_published
 
     register_published(sub)  # published-scores
+    from echoaudit.filters_cli import register as register_filters
+
+    register_filters(sub)  # filters add / list / compare
 
     en = sub.add_parser("encode", help="encode a data set into a latent cache")
     en.add_argument("--skip-missing", action="store_true",
@@ -610,6 +622,12 @@ def build_parser() -> argparse.ArgumentParser:
     wc.add_argument("--vae", required=True, type=Path)
     wc.add_argument("--reid", required=True, type=Path)
     wc.add_argument("--generator", action="append", default=[], help="NAME=FOLDER, repeatable")
+    wc.add_argument("--latents", type=Path, default=None,
+                    help="published latents (FileList.csv + Latents/<FileName>.pt) of the TRAIN videos: the index is "
+                         "built from them, without decoding or encoding")
+    wc.add_argument("--conditioning", action="append", default=[],
+                    help="NAME=FOLDER, repeatable: the conditioning latent frames (.pt) of generator NAME, for a "
+                         "published EchoNet-Synthetic video UNet")
     wc.add_argument("--n-synthetic", type=int, default=32)
     wc.add_argument("--steps", type=int, default=20)
     wc.add_argument("--frame-stride", type=int, default=2)

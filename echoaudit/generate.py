@@ -11,6 +11,14 @@ Determinism: video i starts from noise drawn with its own generator seeded by
 seed gives the same frames whatever ``n`` or ``batch_size``. EFs that are not given are
 drawn (with replacement) from the training EFs recorded in the generator's
 ``training.json``, with ``default_rng([seed, 1])``.
+
+Published EchoNet-Synthetic video UNets (:mod:`echoaudit.published_generator`) work too:
+``load_generator(folder, conditioning=FOLDER)`` with a folder of conditioning latent
+frames (video i of a set is conditioned on frame ``i % M``, whatever the batching). Their
+sampler is DDPM, which adds noise at every step: that noise comes from the video's own
+generator too, so the same determinism holds. They record no training EFs: EFs that are
+not given are drawn as integers uniform in [10, 90] (the published sampler's range), with
+the same ``default_rng([seed, 1])`` (:func:`training_efs` gives 10, 11, ..., 90).
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from echoaudit.data.echonet import FILELIST, SPLITS, EchoNetDataset, EchoNetWrit
 from echoaudit.errors import CheckpointError, EchoAuditError
 from echoaudit.fileio import atomic_dir, atomic_path, model_fingerprint, read_json, remove_tree, write_json
 from echoaudit.models.diffusion import EchoVideoPipeline
+from echoaudit.published_generator import PUBLISHED_EF_RANGE, PublishedVideoPipeline, is_published_unet
 from echoaudit.train.diffusion import TRAINING_JSON
 
 __all__ = [
@@ -52,18 +61,47 @@ GENERATOR_JSON = "generator.json"
 SYNTHETIC_SOURCE = "synthetic"  # value of the FileList `Source` column of generated videos
 
 
-def load_generator(pipeline: EchoVideoPipeline | str | Path) -> EchoVideoPipeline:
-    """A pipeline object as is, or the pipeline folder loaded (CheckpointError if it does not load)."""
-    return pipeline if isinstance(pipeline, EchoVideoPipeline) else EchoVideoPipeline.from_folder(pipeline)
+Generator = EchoVideoPipeline | PublishedVideoPipeline
 
 
-def training_efs(pipeline: EchoVideoPipeline) -> np.ndarray:
+def load_generator(pipeline: Generator | str | Path, conditioning: str | Path | torch.Tensor | None = None) -> Generator:
+    """A pipeline object as is, or the pipeline folder loaded (CheckpointError if it does not load).
+
+    A published video UNet folder (:func:`~echoaudit.published_generator.is_published_unet`)
+    loads as a :class:`~echoaudit.published_generator.PublishedVideoPipeline` and needs
+    ``conditioning``: a folder of C x h x w ``.pt`` latent frames (or a tensor (M, C, h, w)).
+
+    Raises:
+        CheckpointError: a folder that does not load; a published UNet without conditioning
+            frames; conditioning frames given for a generator that takes none.
+        DatasetError: a conditioning folder that does not load.
+    """
+    if isinstance(pipeline, (EchoVideoPipeline, PublishedVideoPipeline)):
+        return pipeline
+    if is_published_unet(pipeline):
+        if conditioning is None:
+            raise CheckpointError(
+                f"{pipeline} is a published video UNet: it needs conditioning frames: pass a folder of C x h x w .pt "
+                "latents (frames encoded with the VAE, scaled) with --conditioning / conditioning=")
+        return PublishedVideoPipeline.from_folder(pipeline, conditioning)
+    if conditioning is not None:
+        raise CheckpointError(f"{pipeline} is not a published video UNet; conditioning frames are only for those")
+    return EchoVideoPipeline.from_folder(pipeline)
+
+
+def training_efs(pipeline: Generator) -> np.ndarray:
     """(V,) float64 EFs of the generator's training videos, from ``training.json`` in its folder.
+
+    A published video UNet records none: 10, 11, ..., 90 (so :func:`draw_efs` draws
+    integers uniform in the published sampler's [10, 90]).
 
     Raises:
         CheckpointError: the pipeline was not loaded from a folder with a readable
             ``training.json`` whose ``train_ef`` is a list of EFs in [0, 100].
     """
+    if isinstance(pipeline, PublishedVideoPipeline):
+        low, high = PUBLISHED_EF_RANGE
+        return np.arange(low, high + 1, dtype=np.float64)
     folder = Path(pipeline.name_or_path or ".")
     hint = "; pass ef= explicitly"
     try:
@@ -96,7 +134,7 @@ def _check_common(n, seed, batch_size) -> None:
             raise EchoAuditError(f"{name} must be an integer >= {low}; got {value!r}")
 
 
-def _check_vae(pipe: EchoVideoPipeline, vae) -> None:
+def _check_vae(pipe: Generator, vae) -> None:
     if vae.latent_channels != pipe.latent_shape[0]:
         raise CheckpointError(
             f"the VAE has {vae.latent_channels} latent channels but the generator's UNet makes {pipe.latent_shape[0]}; "
@@ -110,7 +148,7 @@ def _check_vae(pipe: EchoVideoPipeline, vae) -> None:
         )
 
 
-def _efs(pipe: EchoVideoPipeline, ef, n: int, seed: int) -> np.ndarray:
+def _efs(pipe: Generator, ef, n: int, seed: int) -> np.ndarray:
     if ef is None:
         return draw_efs(training_efs(pipe), n, seed)
     values = np.full(n, ef, dtype=np.float64) if np.isscalar(ef) else np.asarray(ef, dtype=np.float64)
@@ -120,7 +158,7 @@ def _efs(pipe: EchoVideoPipeline, ef, n: int, seed: int) -> np.ndarray:
 
 
 def generate_latents(
-    pipeline: EchoVideoPipeline | str | Path,
+    pipeline: Generator | str | Path,
     *,
     n: int,
     seed: int,
@@ -130,15 +168,19 @@ def generate_latents(
     num_frames: int | None = None,
     first: int = 0,
     progress: Callable[[float, str], None] | None = None,
+    conditioning: str | Path | torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Latents of videos ``first .. first + n - 1`` of a set made with ``seed``: (n, F, C, h, w) float32.
 
-    ``efs`` is (n,) EF in percent of those videos. One pipeline call (one batch).
+    ``efs`` is (n,) EF in percent of those videos. One pipeline call (one batch). A
+    published pipeline conditions video ``first + i`` on conditioning frame
+    ``(first + i) % M``.
     """
-    pipe = load_generator(pipeline)
+    pipe = load_generator(pipeline, conditioning)
     gens = [torch.Generator().manual_seed(video_seed(seed, first + i)) for i in range(n)]
+    extra = {"first": int(first)} if isinstance(pipe, PublishedVideoPipeline) else {}
     return pipe(n, num_frames=num_frames, ef=[float(v) for v in efs], steps=steps, guidance=guidance,
-                generator=gens, progress=progress).cpu()
+                generator=gens, progress=progress, **extra).cpu()
 
 
 def _batches(
@@ -177,6 +219,12 @@ def _batches(
         yield first, frames, efs[first : first + b]
 
 
+def _tensor_sha256(x: torch.Tensor) -> str:
+    import hashlib
+
+    return hashlib.sha256(x.detach().cpu().float().contiguous().numpy().tobytes()).hexdigest()
+
+
 def _batch_name(first: int) -> str:
     return f"batch_{first:06d}.npy"
 
@@ -213,7 +261,7 @@ def _open_partial(out_root: Path, request: dict) -> Path:
 
 
 def generate_videos(
-    pipeline: EchoVideoPipeline | str | Path,
+    pipeline: Generator | str | Path,
     vae,
     *,
     n: int,
@@ -224,11 +272,12 @@ def generate_videos(
     num_frames: int | None = None,
     batch_size: int = 16,
     progress: Callable[[float, str], None] | None = None,
+    conditioning: str | Path | torch.Tensor | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Generate ``n`` videos in memory.
 
     Args:
-        pipeline: an :class:`EchoVideoPipeline` or its folder.
+        pipeline: an :class:`EchoVideoPipeline` or :class:`PublishedVideoPipeline`, or its folder.
         vae: the ``FrameVAE`` the generator's latents belong to.
         n: number of videos, >= 1.
         seed: the set's seed (video i uses :func:`video_seed`(seed, i)).
@@ -237,6 +286,8 @@ def generate_videos(
             training EFs.
         batch_size: clips per pipeline call (memory vs speed; results do not depend on it).
         progress: ``progress(fraction, message)``.
+        conditioning: the conditioning frames of a published video UNet folder (see
+            :func:`load_generator`); None for the project's pipelines.
 
     Returns:
         frames: (n, T, H, W) uint8; efs: (n,) float64, the EF each video was asked for.
@@ -245,7 +296,7 @@ def generate_videos(
         EchoAuditError: bad n, seed, batch_size, ef, steps or guidance.
         CheckpointError: a generator folder that does not load, a VAE that does not match.
     """
-    pipe = load_generator(pipeline)
+    pipe = load_generator(pipeline, conditioning)
     chunks = list(_batches(pipe, vae, n=n, seed=seed, steps=steps, ef=ef, guidance=guidance,
                            num_frames=num_frames, batch_size=batch_size, progress=progress))
     return np.concatenate([c[1] for c in chunks]), np.concatenate([c[2] for c in chunks])
@@ -267,6 +318,7 @@ def generate_dataset(
     batch_size: int = 16,
     overwrite: bool = False,
     progress: Callable[[float, str], None] | None = None,
+    conditioning: str | Path | torch.Tensor | None = None,
 ) -> Path:
     """Write ``n`` generated videos as an EchoNet-format data set at ``out_root``.
 
@@ -289,6 +341,8 @@ def generate_dataset(
         pipeline_folder: the generator folder (``best/`` of a training run).
         fps: frame rate written; default: the generator's.
         overwrite: replace an existing data set at ``out_root``.
+        conditioning: the folder of conditioning latent frames a published video UNet
+            needs (recorded in generator.json with its sha256).
         Others: as :func:`generate_videos`.
 
     Returns:
@@ -300,7 +354,7 @@ def generate_dataset(
             a ``split`` the reader does not accept.
     """
     pipeline_folder = Path(pipeline_folder)
-    pipe = load_generator(pipeline_folder)
+    pipe = load_generator(pipeline_folder, conditioning)
     if str(split).strip().upper() not in SPLITS:
         raise EchoAuditError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
     rate = float(pipe.config.fps if fps is None else fps)
@@ -320,10 +374,16 @@ def generate_dataset(
         "num_frames": int(num_frames or pipe.config.num_frames), "fps": rate, "split": str(split).upper(),
         "scheduler": type(pipe.scheduler).__name__, "noise_seed": "video i: SeedSequence([seed, i])",
     }
+    if isinstance(pipe, PublishedVideoPipeline):
+        record.update(format="published video UNet (EchoNet-Synthetic sampler)",
+                      conditioning="tensor" if torch.is_tensor(conditioning) else str(Path(conditioning).absolute()),
+                      conditioning_sha256=pipe.conditioning_sha256 or _tensor_sha256(pipe.conditioning),
+                      conditioning_frames=len(pipe.conditioning),
+                      ef_rule="drawn as integers uniform in [10, 90]" if ef is None else "given")
     # 1. Generate, keeping each finished batch: a run that is stopped (killed, crashed)
     # and started again with the same settings generates only the batches still missing.
     request = {k: record[k] for k in ("checkpoint_sha256", "vae_fingerprint", "seed", "n", "steps", "guidance",
-                                      "num_frames", "scheduler")}
+                                      "num_frames", "scheduler", "conditioning_sha256") if k in record}
     request.update(efs=[float(v) for v in efs], batch_size=int(batch_size))
     cache = _open_partial(out_root, request)
     n_batches = math.ceil(n / batch_size)

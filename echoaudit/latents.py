@@ -138,8 +138,7 @@ def encode_dataset(
         x = dataset.load(i, size=size, num_frames=t).frames
         lat[i] = vae.encode(x).numpy().astype(np.float16)
         if aug is not None:
-            sel = x[::augment_stride]
-            copies = [random_disguise(sel, np.random.default_rng([seed, i, k]), fps=float(fps[i]) / augment_stride)
+            copies = [random_disguise(x, np.random.default_rng([seed, i, k]), fps=float(fps[i]), stride=augment_stride)
                       for k in range(augment_copies)]
             aug[i] = vae.encode(np.concatenate(copies)).numpy().astype(np.float16).reshape(augment_copies, t_aug, c, h, w)
         if progress is not None:

@@ -56,7 +56,7 @@ def _inspect_vae(folder: Path) -> dict:
 
 
 def _inspect_generator(folder: Path) -> dict:
-    from echoaudit.fileio import check_model_configs, model_fingerprint
+    from echoaudit.fileio import model_fingerprint
 
     if (folder / "model_index.json").is_file():
         from echoaudit.models.diffusion import EchoVideoPipeline
@@ -67,24 +67,9 @@ def _inspect_generator(folder: Path) -> dict:
                 "config": {"pipeline": _plain(pipe.config), "unet": _plain(pipe.unet.config),
                            "scheduler": type(pipe.scheduler).__name__},
                 "fingerprint": model_fingerprint(folder)}
-    cfg = check_model_configs(folder, ("config.json",)).get("config.json")
-    if cfg is None or cfg.get("_class_name") != "UNetSpatioTemporalConditionModel":
-        raise CheckpointError(f"{folder} is not a generator folder: no model_index.json (the project's pipeline) and no "
-                              "config.json of a UNetSpatioTemporalConditionModel (the published video model)")
-    from diffusers import UNetSpatioTemporalConditionModel
+    from echoaudit.published_generator import load_published_unet
 
-    from echoaudit.models.limits import check_unet_config
-
-    check_unet_config(folder / "config.json", cfg)
-    try:
-        unet, info = UNetSpatioTemporalConditionModel.from_pretrained(
-            folder, use_safetensors=True, low_cpu_mem_usage=False, output_loading_info=True)
-    except Exception as exc:  # diffusers raises several types for missing / mismatched weights
-        raise CheckpointError(f"cannot load the UNet in {folder}: {str(exc)[:400]}") from None
-    problems = [f"{k}: {', '.join(map(str, v))[:300]}" for k in ("missing_keys", "unexpected_keys", "mismatched_keys",
-                                                                  "error_msgs") if (v := info.get(k))]
-    if problems:
-        raise CheckpointError(f"the UNet in {folder} does not match its config.json ({'; '.join(problems)})")
+    unet = load_published_unet(folder)  # the same strict loader as generation (one copy)
     c_in, c_out = int(unet.config.in_channels), int(unet.config.out_channels)
     note = (f"in_channels {c_in} = noisy latents + conditioning-frame latents ({c_out} each)" if c_in == 2 * c_out
             else f"in_channels {c_in}, out_channels {c_out}")

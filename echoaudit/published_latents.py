@@ -19,8 +19,8 @@ Where they plug in:
 
 * :meth:`PublishedLatents.embed_video_fn` gives the ``embed_video(i)`` that
   :func:`echoaudit.engine.build_training_index` takes, so an index can be built straight
-  from the published latents (the workspace builder still embeds decoded videos; passing
-  this function there is the remaining step);
+  from the published latents (``create_workspace(..., latents=DIR)`` and
+  ``echoaudit workspace create --latents DIR`` does);
 * :func:`latents_from_published` writes a :class:`~echoaudit.latents.LatentCache` folder
   (``latents.npy``, ``videos.csv``, ``cache.json``) that every ``--latents`` option of the
   CLI reads. A cache is rectangular: videos are cut to ``frames`` frames (default: the
@@ -222,6 +222,22 @@ class PublishedLatents:
                 raise DatasetError(f"published latents {self.folder} list no video {i_or_name!r}")
             i_or_name = self._row[i_or_name]
         return load_latent_file(self.table["path"].iat[int(i_or_name)], self.shape)
+
+    def fingerprint(self, names: Sequence[str]) -> str:
+        """sha256 over the named videos' file names, sizes and modification times (cheap
+        at EchoNet scale; a rewritten file changes it): what a resumed index checks."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for n in names:
+            st = Path(self.get_path(n)).stat()
+            h.update(f"{n}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        return h.hexdigest()
+
+    def get_path(self, name: str) -> Path:
+        if name not in self._row:
+            raise DatasetError(f"published latents {self.folder} list no video {name!r}")
+        return Path(self.table["path"].iat[self._row[name]])
 
     def embed_video_fn(self, reid, names: Sequence[str], *, index_stride: int = 4,
                        batch_size: int = 512) -> Callable[[int], np.ndarray]:

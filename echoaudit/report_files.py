@@ -38,6 +38,7 @@ from echoaudit.report import (
     threshold_grid,
     train_table,
 )
+from echoaudit.filters import filters_view
 from echoaudit.utility_view import display_table, finite, utility_results
 
 __all__ = ["write_report", "zip_folder", "report_folder"]
@@ -252,6 +253,8 @@ def write_report(ws, out_dir: str | Path, *, percentile: float = 95.0, synthetic
     say(0.35, "published conventions (first frames)")
     conv = conventions_view(ws, name, percentile=percentile)
     util, util_error = _utility(ws, name)
+    say(0.4, "second filters")
+    filt = filters_view(ws, name, t, n_boot=1000)
     figs = _figures(ws, priv, cov, temp, auc)
     if util is not None and util["by_ef"] is not None:
         figs["utility_by_ef"] = F.utility_errors_by_ef(util["by_ef"], ARM_LABELS)
@@ -278,6 +281,9 @@ def write_report(ws, out_dir: str | Path, *, percentile: float = 95.0, synthetic
     }
     if conv is not None:
         tables["conventions"] = conv["table"]
+    for f in filt:
+        if "disagreements" in f:
+            tables[f"filter_{f['name']}_disagreements"] = f["disagreements"]
     if util is not None and util["table"] is not None:
         tables["utility"] = util["table"]
         tables["utility_by_ef"] = util["by_ef"]
@@ -299,6 +305,10 @@ def write_report(ws, out_dir: str | Path, *, percentile: float = 95.0, synthetic
             "table": None if util["table"] is None else util["table"].to_dict(orient="records"),
             "ef_agreement": util["agreement"]}),
         "utility_error": util_error,
+        "filters": [{"name": f["name"], "scorer": f["info"]["scorer"], "threshold": f["info"]["threshold"],
+                     "scale": f["info"]["scale"], "rule": f["info"]["rule"],
+                     **({"missing": f["missing"]} if "missing" in f else
+                        {"agreement": f["agreement"], "sentence": f["sentence"]})} for f in filt],
     }
 
     written: dict[str, Path] = {}
@@ -323,7 +333,7 @@ def write_report(ws, out_dir: str | Path, *, percentile: float = 95.0, synthetic
                 png_error = f"PNG figures were not written: {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
         say(0.8, "HTML")
         write_text(tmp / "report.html", _html(ws, name, numbers, figs, tables, summary, png_error, created, conv,
-                                              util, util_error))
+                                              util, util_error, _filters_html(ws, name, filt)))
         written["html"] = out_dir / "report.html"
         write_json(tmp / "summary.json", summary | {"png_error": png_error})
         written["summary"] = out_dir / "summary.json"
@@ -363,8 +373,44 @@ def _utility_html(util: dict | None, util_error: str | None) -> str:
     return "\n".join(parts)
 
 
+def _filters_html(ws, name: str, filt: list[dict]) -> str:
+    """Each second filter: its rule, the agreement sentence and the videos only one filter
+    flags, with thumbnails of the video and of both filters' best training matches."""
+    if not filt:
+        return ""
+    from echoaudit.media import video_thumbnails
+
+    parts = ["<h2>Second privacy filters</h2><p class='note'>Another re-ID network's verdicts beside this "
+             "workspace's (`echoaudit filters add`); the workspace filter at the threshold of this report, the other "
+             "at its own calibrated threshold.</p>"]
+    for f in filt:
+        info = f["info"]
+        parts.append(f"<h3>{html.escape(f['name'])}: {html.escape(info['scorer'])} scorer "
+                     f"({html.escape(info['kind'])})</h3><p class='note'>{html.escape(info['rule'])}</p>")
+        if "missing" in f:
+            parts.append(f"<p>{html.escape(f['missing'])}</p>")
+            continue
+        parts.append(f"<p><b>{html.escape(f['sentence'])}</b></p>")
+        d = f["disagreements"]
+        if d.empty:
+            continue
+        syn = video_thumbnails(ws.synthetic(name), list(d["query"]))
+        train = video_thumbnails(ws.train, list(pd.unique(pd.concat([d["train_first"], d["train_second"]]))))
+        img = lambda uri: f"<img src='{uri}' width='64' height='64'>"
+        rows = ["<table><tr><th>synthetic</th><th>video</th><th>flagged by</th><th>workspace logit</th>"
+                "<th>best match (workspace)</th><th>other score</th><th>best match (other)</th></tr>"]
+        for r in d.head(200).itertuples():
+            who = "this workspace only" if r.flagged_first else f"{f['name']} only"
+            rows.append(f"<tr><td>{img(syn[r.query])}</td><td>{html.escape(r.query)}</td><td>{html.escape(who)}</td>"
+                        f"<td>{to_logit(r.score_first):.2f}</td><td>{img(train[r.train_first])}<br>"
+                        f"{html.escape(r.train_first)}</td><td>{r.score_second:.4f}</td>"
+                        f"<td>{img(train[r.train_second])}<br>{html.escape(r.train_second)}</td></tr>")
+        parts.append("\n".join(rows) + "</table>")
+    return "\n".join(parts)
+
+
 def _html(ws, name, numbers, figs, tables, summary, png_error, created, conv=None, util=None,
-          util_error=None) -> str:
+          util_error=None, filters_html: str = "") -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>EchoAudit report: {html.escape(name)}</title>"
              f"<style>{_CSS}</style></head><body>",
              f"<h1>EchoAudit report: synthetic set <code>{html.escape(name)}</code></h1>",
@@ -397,6 +443,7 @@ def _html(ws, name, numbers, figs, tables, summary, png_error, created, conv=Non
         parts.append("<h3>Flagged videos kept as false alarms</h3>" + _table_html(fa, max_rows=200))
     parts.append("<h2>Training patients re-identified</h2>")
     parts.append(_table_html(tables["per_patient"]) if len(tables["per_patient"]) else "<p>None.</p>")
+    parts.append(filters_html)
     if conv is not None:
         parts.append("<h2>Published conventions (first frame only)</h2>"
                      "<p>The same synthetic set under the rules of the authors' notebooks (MischaD/UltrasoundPrivacy) "

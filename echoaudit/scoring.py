@@ -2,12 +2,19 @@
 the real held-out videos and for each synthetic set (:func:`audit_synthetic_set`), the
 clips they are scored on (:func:`clip_load_kwargs`), the held-out videos given temporal
 curves (:func:`temporal_sample`) and the re-ID ROC of held-out frame pairs. Split out of
-:mod:`echoaudit.build`, which re-exports these names."""
+:mod:`echoaudit.build`, which re-exports these names.
+
+A large set (EchoNet scale: 10,000-100,000 videos at a few videos a second) is scored in
+chunks that survive an interruption (:func:`audit_synthetic_set_chunked`, fingerprinted by
+:func:`set_audit_fingerprint`): the same layout and rules as the resumable index build
+(:func:`echoaudit.index.build_index_resumable`)."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -19,10 +26,11 @@ from tqdm.auto import tqdm
 from echoaudit.audit.temporal import sample_spread_over_patients
 from echoaudit.data.clips import ClipSpec
 from echoaudit.engine import AuditEngine
-from echoaudit.fileio import atomic_path
+from echoaudit.fileio import atomic_dir, atomic_path, read_json, remove_tree, sha256_file, write_json
 from echoaudit.workspace import clip_source_frames
 
-__all__ = ["SetAudit", "audit_synthetic_set", "embed_video_frames", "clip_load_kwargs", "temporal_sample"]
+__all__ = ["SetAudit", "audit_synthetic_set", "audit_synthetic_set_chunked", "set_audit_fingerprint",
+           "embed_video_frames", "clip_load_kwargs", "temporal_sample"]
 
 Progress = Callable[[float, str], None]
 
@@ -102,35 +110,209 @@ def audit_synthetic_set(engine: AuditEngine, dataset, set_name: str, *, top: int
     """
     from echoaudit.data.prefetch import VideoPrefetcher
 
-    scores, temporal, embs, firsts = [], [], [], []
     wanted = None if temporal_videos is None else {str(v) for v in temporal_videos}
     n = len(dataset)
-    stride = engine.config.frame_stride
-    load_kwargs, keep = clip_load_kwargs(clip, stride)
+    load_kwargs, _ = clip_load_kwargs(clip, engine.config.frame_stride)
     # Only every frame_stride-th frame is scored: only those are decoded.
     with VideoPrefetcher(dataset, size=engine.config.size, **load_kwargs) as videos:
+        rows = []
         for i in tqdm(range(n), desc=f"auditing {set_name}", unit="video", leave=False):
-            name = dataset.names[i]
-            emb = engine.embed_frames(videos.get(i).frames[:keep])
-            if frame_embeddings is not None:
-                frame_embeddings[name] = emb
-            frames = _stored_frames(dataset.row(i), clip, stride, len(emb))
-            per_train = engine.score_embeddings(emb, name).per_train.head(top)
-            scores.append(per_train.assign(best_query_frame=frames[per_train["best_query_frame"].to_numpy() // stride]))
-            if wanted is None or name in wanted:
-                curves = engine.temporal_curves(emb)
-                temporal.append(pd.DataFrame({
-                    "set": set_name, "video": name, "frame": frames,
-                    "first": curves["first"], "correlation": curves["correlation"],
-                }))
-            m = emb.mean(axis=0)
-            embs.append({"set": set_name, "video": name, "emb": (m / (np.linalg.norm(m) + 1e-8)).tolist()})
-            firsts.append({"set": set_name, "video": name, "emb": emb[0].astype(np.float32).tolist()})
+            rows.append(_score_video(engine, videos, dataset, i, set_name, top=top, wanted=wanted, clip=clip,
+                                     frame_embeddings=frame_embeddings))
             if progress is not None:
                 progress((i + 1) / n, f"{set_name}: {i + 1}/{n} videos")
-    return SetAudit(scores=pd.concat(scores, ignore_index=True),
+    return _set_audit(rows)
+
+
+_VideoRows = tuple[pd.DataFrame, "pd.DataFrame | None", dict, dict]
+
+
+def _score_video(engine: AuditEngine, videos, dataset, i: int, set_name: str, *, top: int,
+                 wanted: set[str] | None, clip: ClipSpec | None,
+                 frame_embeddings: dict[str, np.ndarray] | None = None) -> _VideoRows:
+    """Video ``i`` of ``dataset`` (decoded by ``videos``, a VideoPrefetcher): its rows of
+    the four :class:`SetAudit` tables (scores, temporal or None, embedding, first frame)."""
+    stride = engine.config.frame_stride
+    _, keep = clip_load_kwargs(clip, stride)
+    name = dataset.names[i]
+    emb = engine.embed_frames(videos.get(i).frames[:keep])
+    if frame_embeddings is not None:
+        frame_embeddings[name] = emb
+    frames = _stored_frames(dataset.row(i), clip, stride, len(emb))
+    per_train = engine.score_embeddings(emb, name).per_train.head(top)
+    scores = per_train.assign(best_query_frame=frames[per_train["best_query_frame"].to_numpy() // stride])
+    temporal = None
+    if wanted is None or name in wanted:
+        curves = engine.temporal_curves(emb)
+        temporal = pd.DataFrame({
+            "set": set_name, "video": name, "frame": frames,
+            "first": curves["first"], "correlation": curves["correlation"],
+        })
+    m = emb.mean(axis=0)
+    return (scores, temporal,
+            {"set": set_name, "video": name, "emb": (m / (np.linalg.norm(m) + 1e-8)).tolist()},
+            {"set": set_name, "video": name, "emb": emb[0].astype(np.float32).tolist()})
+
+
+def _set_audit(rows: list[_VideoRows]) -> SetAudit:
+    """The :class:`SetAudit` of videos' rows (:func:`_score_video`), in their order."""
+    temporal = [r[1] for r in rows if r[1] is not None]
+    return SetAudit(scores=pd.concat([r[0] for r in rows], ignore_index=True),
                     temporal=pd.concat(temporal, ignore_index=True) if temporal else pd.DataFrame(),
-                    embeddings=pd.DataFrame(embs), first_frames=pd.DataFrame(firsts))
+                    embeddings=pd.DataFrame([r[2] for r in rows]), first_frames=pd.DataFrame([r[3] for r in rows]))
+
+
+def _join_audits(parts: list[SetAudit]) -> SetAudit:
+    """One :class:`SetAudit` of consecutive parts (chunks), equal to the audit of all their
+    videos at once: a part without temporal curves adds none."""
+    temporal = [p.temporal for p in parts if len(p.temporal.columns)]
+    return SetAudit(scores=pd.concat([p.scores for p in parts], ignore_index=True),
+                    temporal=pd.concat(temporal, ignore_index=True) if temporal else pd.DataFrame(),
+                    embeddings=pd.concat([p.embeddings for p in parts], ignore_index=True),
+                    first_frames=pd.concat([p.first_frames for p in parts], ignore_index=True))
+
+
+# --------------------------------------------------------------------------- resumable
+
+
+#: The tables of a chunk: SetAudit field -> file in the chunk's folder.
+_CHUNK_TABLES = {"scores": "scores.parquet", "temporal": "temporal.parquet",
+                 "embeddings": "embeddings.parquet", "first_frames": "first_frames.parquet"}
+_CHUNK_JSON = "chunk.json"
+_PARTIAL_JSON = "manifest.json"
+
+
+def set_audit_fingerprint(engine: AuditEngine, dataset, set_name: str, *, index_fingerprint: dict,
+                          top: int, clip: ClipSpec | None, temporal_videos: Collection[str] | None) -> dict:
+    """What the scores of ``dataset`` as set ``set_name`` depend on, for
+    :func:`audit_synthetic_set_chunked`: the training index (its fingerprint: models and
+    training data), the engine config, the clip spec, ``top``, the set name, the sha256 of
+    the set's FileList.csv, its videos (name, size and modification time of each file: a
+    set generated again under the same FileList) and the videos given temporal curves
+    (None: all of them)."""
+    filelist = Path(dataset.root) / "FileList.csv"
+    videos = hashlib.sha256()
+    for name, path in zip(dataset.names, dataset.table["path"]):
+        try:
+            st = os.stat(path)
+            videos.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        except OSError:  # scoring it will say what is wrong
+            videos.update(f"{name}\0missing\n".encode())
+    return {
+        "index": index_fingerprint,
+        "engine": asdict(engine.config),
+        "clip": None if clip is None else clip.to_dict(),
+        "top": int(top),
+        "set": str(set_name),
+        "filelist_sha256": sha256_file(filelist) if filelist.is_file() else None,
+        "n_videos": len(dataset),
+        "videos": videos.hexdigest(),
+        "temporal_videos": None if temporal_videos is None else sorted(str(v) for v in temporal_videos),
+    }
+
+
+def _read_set_chunk(path: Path, fingerprint: dict, first: int, names: list[str]) -> SetAudit | None:
+    """A finished chunk of videos ``names`` (from position ``first``), or None when it is
+    missing, unreadable, damaged or made from other inputs."""
+    try:
+        info = read_json(path / _CHUNK_JSON, what="scoring chunk record", expect=dict)
+        if info.get("fingerprint") != fingerprint or info.get("first") != first or info.get("videos") != names:
+            return None
+        tables = {k: pd.read_parquet(path / f) for k, f in _CHUNK_TABLES.items()}
+        for k in ("embeddings", "first_frames"):  # lists, as scoring makes them (parquet gives arrays)
+            df = tables[k]
+            if list(df.columns) != ["set", "video", "emb"] or df["video"].tolist() != names:
+                return None
+            df["emb"] = pd.Series([np.asarray(e).tolist() for e in df["emb"]], index=df.index, dtype=object)
+        wanted = set(names)
+        if len(tables["scores"]) != info.get("score_rows") or not set(tables["scores"]["query"]) <= wanted:
+            return None
+        temporal = tables["temporal"]
+        if len(temporal) != info.get("temporal_rows") or (len(temporal) and not set(temporal["video"]) <= wanted):
+            return None
+    except Exception:  # any damage means: score this chunk again
+        return None
+    return SetAudit(**tables)
+
+
+def audit_synthetic_set_chunked(engine: AuditEngine, dataset, set_name: str, *, chunk_dir: str | Path,
+                                fingerprint: dict, chunk: int = 256, top: int = 10,
+                                temporal_videos: Collection[str] | None = None, progress: Progress | None = None,
+                                clip: ClipSpec | None = None) -> SetAudit:
+    """:func:`audit_synthetic_set`, scored in chunks of ``chunk`` videos (in dataset order)
+    that a later call resumes from; the result is the same DataFrames.
+
+    Each finished chunk is written atomically to ``chunk_dir/chunk_NNNNNN/``: the four
+    tables of its videos (scores, temporal, embeddings, first_frames .parquet) and
+    ``chunk.json`` (the fingerprint, the chunk's first position, its video names, row
+    counts). ``chunk_dir/manifest.json`` records the fingerprint, the number of videos and
+    ``chunk``. A call with the same of these reuses the finished chunks and scores only
+    the others; a chunk that is damaged or does not match is scored again; when the
+    record differs (another fingerprint, set size or chunk size) everything under
+    ``chunk_dir`` is discarded first. ``fingerprint``: what the scores depend on, usually
+    :func:`set_audit_fingerprint` (a JSON-able dict). The caller removes ``chunk_dir`` once
+    it has stored the result.
+
+    Progress: a tqdm bar over videos, and ``progress(frac, message)`` over the whole set
+    ("resuming: N of M videos already scored" when chunks are reused).
+
+    Raises:
+        EchoAuditError: an empty data set or ``chunk`` < 1.
+    """
+    from echoaudit.data.prefetch import VideoPrefetcher
+    from echoaudit.errors import EchoAuditError
+    from echoaudit.index import _chunk_name, _normalize_fingerprint
+
+    n = len(dataset)
+    if n < 1:
+        raise EchoAuditError(f"{set_name}: no videos to score")
+    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
+        raise EchoAuditError(f"chunk must be an integer >= 1; got {chunk!r}")
+    chunk = int(chunk)
+    chunk_dir = Path(chunk_dir)
+    fingerprint = _normalize_fingerprint(fingerprint)
+    record = {"fingerprint": fingerprint, "n_items": n, "chunk": chunk}
+    note = progress or (lambda frac, msg: None)
+
+    if chunk_dir.exists():
+        try:
+            old = read_json(chunk_dir / _PARTIAL_JSON, what="partial scores record", expect=dict)
+        except Exception:
+            old = None
+        if old != record:  # other models / set / settings: those scores are of no use
+            remove_tree(chunk_dir)
+            note(0.0, f"{set_name}: discarded partial scores made from other inputs; starting over")
+    write_json(chunk_dir / _PARTIAL_JSON, record)
+
+    names = list(dataset.names)
+    bounds = [(c * chunk, min((c + 1) * chunk, n)) for c in range(-(-n // chunk))]
+    parts = [_read_set_chunk(chunk_dir / _chunk_name(c), fingerprint, a, names[a:b]) for c, (a, b) in enumerate(bounds)]
+    done = sum(b - a for (a, b), p in zip(bounds, parts) if p is not None)
+    if done:
+        note(done / n, f"resuming: {done} of {n} videos already scored")
+
+    wanted = None if temporal_videos is None else {str(v) for v in temporal_videos}
+    load_kwargs, _ = clip_load_kwargs(clip, engine.config.frame_stride)
+    with VideoPrefetcher(dataset, size=engine.config.size, **load_kwargs) as videos, \
+            tqdm(total=n, initial=done, desc=f"auditing {set_name}", unit="video", leave=False) as bar:
+        scored = done
+        for c, (a, b) in enumerate(bounds):
+            if parts[c] is not None:
+                continue
+            rows = []
+            for i in range(a, b):
+                rows.append(_score_video(engine, videos, dataset, i, set_name, top=top, wanted=wanted, clip=clip))
+                scored += 1
+                bar.update(1)
+                note(scored / n, f"{set_name}: {scored}/{n} videos")
+            part = _set_audit(rows)
+            with atomic_dir(chunk_dir / _chunk_name(c)) as tmp:
+                for k, f in _CHUNK_TABLES.items():
+                    getattr(part, k).to_parquet(tmp / f, index=False)
+                write_json(tmp / _CHUNK_JSON, {"fingerprint": fingerprint, "first": a, "videos": names[a:b],
+                                               "score_rows": len(part.scores), "temporal_rows": len(part.temporal)})
+            parts[c] = part
+    return _join_audits(parts)
 
 
 def _stored_frames(row: pd.Series, clip: ClipSpec | None, stride: int, n: int) -> np.ndarray:

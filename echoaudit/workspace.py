@@ -330,6 +330,9 @@ class Workspace:
         """(frames uint8 (n, T, H, W), efs) from one of the workspace's generators."""
         from echoaudit.generate import generate_videos
 
+        entry = self.manifest["models"].get("generators", {}).get(generator, {})
+        cond = entry.get("conditioning")  # a published video UNet: its conditioning frames
         with self._lock:
             return generate_videos(self.generator_path(generator), self.vae, n=n, seed=seed, ef=ef,
-                                   steps=steps, progress=progress)
+                                   steps=steps, progress=progress,
+                                   conditioning=None if not cond else self.path(cond["path"]))

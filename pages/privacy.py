@@ -99,6 +99,46 @@ else:
     if len(flagged) > len(shown):
         st.caption(f"First {len(shown)} of {len(flagged)} shown; the report lists all.")
 
+filters = widgets.filter_data(root, name, float(t))
+if filters:
+    st.subheader("Second filter")
+    st.caption("Another re-ID network's verdicts beside this workspace's, at the threshold above for this filter "
+               "and at its own calibrated threshold for the other (`echoaudit filters add`).")
+for f in filters:
+    info = f["info"]
+    st.markdown(f"**{f['name']}**: {info['scorer']} scorer ({info['kind']}), threshold {info['threshold']:.4f} "
+                f"({info['scale']}).")
+    if "missing" in f:
+        st.warning(f["missing"])
+        continue
+    a = f["agreement"]
+    k1, k2, k3, k4 = st.columns(4)
+    k1.metric("Cohen's kappa", f"{a['kappa']:.2f}", help="1: the filters agree on every video beyond chance; "
+              "0: no more than chance")
+    k1.caption(f"95 % bootstrap {a['low']:.2f} to {a['high']:.2f} ({a['n']} videos)")
+    k2.metric("Both flag", a["both"])
+    k3.metric("Only this workspace's", a["only_first"])
+    k4.metric(f"Only {f['name']}", a["only_second"])
+    st.caption(f["sentence"])
+    d = f["disagreements"]
+    if d.empty:
+        st.success("The two filters give every synthetic video the same verdict.")
+        continue
+    syn_th = widgets.thumbnails(root, name, tuple(d["query"]))
+    train_th = widgets.thumbnails(root, "train", tuple(pd.unique(pd.concat([d["train_first"], d["train_second"]]))))
+    st.dataframe(pd.DataFrame({
+        "synthetic": d["query"].map(syn_th), "synthetic video": d["query"],
+        "flagged by": d["flagged_first"].map({True: "this workspace only", False: f"{f['name']} only"}),
+        "logit": to_logit(d["score_first"].to_numpy()), "match (this workspace)": d["train_first"].map(train_th),
+        "training video": d["train_first"], f"{f['name']} score": d["score_second"],
+        f"match ({f['name']})": d["train_second"].map(train_th), f"{f['name']} training video": d["train_second"]}),
+        hide_index=True, width="stretch", row_height=70, key=f"privacy_filter_{f['name']}",
+        column_config={"synthetic": st.column_config.ImageColumn("synthetic (middle frame)"),
+                       "match (this workspace)": st.column_config.ImageColumn("best match (this workspace)"),
+                       f"match ({f['name']})": st.column_config.ImageColumn(f"best match ({f['name']})"),
+                       "logit": st.column_config.NumberColumn("re-ID logit", format="%.2f"),
+                       f"{f['name']} score": st.column_config.NumberColumn(format="%.4f")})
+
 st.subheader("Review")
 review_widgets.review_queue_panel(ws, name, float(t), review_widgets.rule_in_use(t))
 review_widgets.release_download(ws, name, float(t), x)

@@ -5,7 +5,7 @@ import pytest
 from scipy.ndimage import shift as nd_shift
 
 from echoaudit.data.attacks import (ATTACK_FAMILIES, SPATIAL_FAMILIES, STRENGTHS, TEMPORAL_FAMILIES, affine,
-                                    apply_attack, jpeg, narrow_sector, random_disguise)
+                                    apply_attack, h264, jpeg, narrow_sector, random_disguise)
 from echoaudit.data.clips import ClipSpec, conform_clip
 from echoaudit.data.phantom import render_video, sample_acquisition, sample_anatomy
 
@@ -120,6 +120,31 @@ def test_random_disguise_is_seeded_and_keeps_the_frames(video):
     np.testing.assert_array_equal(a, b)
     assert a.shape == (6, *video.shape[1:]) and a.dtype == np.float32 and 0 <= a.min() and a.max() <= 1
     assert not np.array_equal(a, c) and not np.array_equal(a, video[:6])
+
+
+def test_strided_disguise_keeps_every_stride_th_frame(video):
+    for seed in range(12):
+        x = random_disguise(video, np.random.default_rng(seed), fps=50.0, stride=8)
+        assert x.shape == (3, *video.shape[1:]) and x.dtype == np.float32
+    with pytest.raises(ValueError, match="stride must be >= 1; got 0"):
+        random_disguise(video, np.random.default_rng(0), stride=0)
+
+
+def test_strided_h264_disguise_is_coded_at_the_clip_frame_rate(video, monkeypatch):
+    """H.264 drawn for a strided copy codes every frame at the clip's rate and keeps every
+    stride-th frame afterwards: what a copy re-encoded at its own frame rate looks like, not
+    a clip of every 8th frame coded alone (a far milder round trip)."""
+    import echoaudit.data.attacks as attacks
+
+    only = {n: (1.0 if n == "compression" else 0.0) for n in attacks.DISGUISE_PROBABILITIES}
+    monkeypatch.setattr(attacks, "DISGUISE_PROBABILITIES", only)
+    monkeypatch.setattr(attacks, "H264_SHARE", 1.0)
+    got = random_disguise(video, np.random.default_rng(3), fps=50.0, stride=4)
+    replay = np.random.default_rng(3)
+    replay.random(len(only)), replay.random()
+    crf = int(replay.integers(28, 51))
+    np.testing.assert_allclose(got, h264(video, 50.0, crf=crf)[::4], atol=1e-6)
+    assert not np.allclose(got, h264(video[::4], 12.5, crf=crf), atol=1e-3)
 
 
 def test_bad_attack_names_are_refused(video):
