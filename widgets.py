@@ -161,11 +161,12 @@ def pending_panel(ws: Workspace) -> None:
     root = str(ws.root)
     st.session_state["_seen_version"] = workspace_version(root)
     status = buildjob.read_status(root)
+    todo = ", ".join([f"synthetic set {p}" for p in ws.pending] + [f"EF utility of {u}" for u in ws.utility_pending])
     if status and status.get("state") == "running":
-        st.caption(f"Generating the synthetic sets still to come: {', '.join(ws.pending)}")
+        st.caption(f"Still to come from the build: {todo}")
         _build_progress(root)
     else:
-        st.caption(f"Synthetic sets not made yet: {', '.join(ws.pending)}")
+        st.caption(f"Not made yet: {todo}")
         if status and status.get("state") == "failed":
             st.error(f"The build failed: {status.get('error', 'unknown error')}")
         if st.button("Make them now", key="resume_build"):
@@ -249,7 +250,7 @@ def sidebar(ws: Workspace) -> None:
             st.session_state["audit_synthetic"] = chosen
         t = current_threshold(ws)
         st.caption(f"Workspace `{Path(ws.root).name}` · threshold {to_logit(t):.2f} (re-ID logit)")
-        if ws.pending:
+        if ws.pending or ws.utility_pending:
             pending_panel(ws)
 
 

@@ -97,7 +97,9 @@ def export_demo_assets(runs: str | Path, out: str | Path = "assets") -> dict:
         "reid": "reid",
         "generators": gens,
         "build": {"n_synthetic": 32, "synthetic_frames": 32, "steps": 20, "seed": 0,
-                  "engine": {"frame_stride": 4, "index_stride": 8, "k": 32}},
+                  "engine": {"frame_stride": 4, "index_stride": 8, "k": 32},
+                  # the regular set's EF utility, measured in the background after the sets
+                  "utility": ["regular"] if "regular" in gens else [], "utility_seeds": 2, "utility_epochs": 20},
         "notes": {"trained_with": "bash scripts/train_demo_assets.sh",
                   "memorizing": "the memorizing generator saw only its subset of TRAIN videos, for many steps"},
     }

@@ -80,6 +80,11 @@ class BuildConfig:
     clip_fps: float | None = None
     calibration_fraction: float = 0.5  # share of held-out patients that set the threshold
     engine: EngineConfig = field(default_factory=EngineConfig)
+    # Sets whose downstream EF utility the build measures after making them (the demo's; see
+    # echoaudit.utility_workspace), with this many seeds and epochs per EF model.
+    utility: tuple[str, ...] = ()
+    utility_seeds: int = 2
+    utility_epochs: int = 20
 
 
 def generator_fps(folder: str | Path) -> float | None:
@@ -253,6 +258,10 @@ def create_workspace(
         pub_latents.embed_video_fn(None, train.names)  # every TRAIN video must be there (DatasetError otherwise)
         _check_latents_match_vae(pub_latents, train, src_vae, cfg.engine.size)
     _check_model_sources(Path(vae), Path(reid), {g: Path(src) for g, src in generators.items()}, conditioning)
+    unknown = [u for u in cfg.utility if u not in generators]
+    if unknown:
+        raise EchoAuditError(f"utility is asked for {', '.join(map(str, unknown))}, which is not a generator of this "
+                             f"build ({', '.join(generators) or 'none'})")
     root.mkdir(parents=True, exist_ok=True)
     (root / MANIFEST).unlink(missing_ok=True)  # a rebuilt folder is not usable until its new manifest
     t_start = time.time()
@@ -370,6 +379,7 @@ def create_workspace(
         "index": {"path": "index", "fingerprint": fingerprint, "ntotal": index.ntotal, "kind": index.kind},
         "synthetic": {},
         "pending": list(generators),
+        "utility_pending": list(cfg.utility),
         "scores": tables,
         "clip": clip.to_dict(),
         # None when the held-out set has a single patient: nothing to check the threshold on.
@@ -449,6 +459,20 @@ def complete_workspace(ws: Workspace, *, progress: Progress | None = None) -> Wo
         # ws keeps its loaded models and index; add_synthetic_set rewrites the manifest from disk.
         add_synthetic_set(ws, g, out, info={"generator": g, "n": cfg.n_synthetic, "seed": cfg.seed, "steps": cfg.steps},
                           seconds=time.time() - t0, progress=lambda f, m: report(0.7 + 0.3 * f, f"auditing {g}: {m}"))
+    utility = [u for u in load_manifest(ws.root).get("utility_pending", []) if u in Workspace(ws.root).synthetic_names]
+    if utility:
+        from echoaudit.train.ef import EFTrainConfig
+        from echoaudit.utility_workspace import run_workspace_utility
+
+        ws = Workspace(ws.root)
+        for u in utility:
+            if progress is not None:
+                progress(1.0, f"EF utility of {u}: training EF models on real, synthetic and filtered sets "
+                              f"({cfg.utility_seeds} seeds each; the dashboard is usable meanwhile)")
+            # clips no longer than the synthetic videos (32 frames at 25 fps, EchoNet-Dynamic's, at most)
+            run_workspace_utility(ws, u, seeds=tuple(range(cfg.utility_seeds)),
+                                  train=EFTrainConfig(epochs=cfg.utility_epochs,
+                                                      clip_frames=min(32, int(cfg.synthetic_frames))))
     if progress is not None:
         progress(1.0, "workspace ready")
     return Workspace(ws.root)

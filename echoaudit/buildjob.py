@@ -117,7 +117,7 @@ def manifest_state(root: str | Path) -> str:
         manifest = read_json(path, what="workspace manifest", expect=dict)
     except EchoAuditError:  # missing or damaged: not usable (Workspace says why)
         return "missing"
-    return "partial" if manifest.get("pending") else "complete"
+    return "partial" if manifest.get("pending") or manifest.get("utility_pending") else "complete"
 
 
 class StatusWriter:

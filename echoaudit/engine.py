@@ -4,7 +4,9 @@ with the FAISS index, and rescore the shortlisted pairs with the siamese head.
 For a query video (every ``frame_stride``-th frame):
 
 1. encode its frames to latents (VAE) and embed them (re-ID backbone, unit vectors);
-2. per query frame, the ``k`` nearest training frames by inner product (FAISS);
+2. per query frame, the ``k`` nearest training frames by inner product (FAISS), widened
+   until they come from at least ``rescore_videos`` different training videos (a long
+   video's many similar frames cannot fill the shortlist alone);
 3. the head's same-patient logit for each shortlisted (query frame, training frame): the
    shortlisted training videos, ranked by their best pair;
 4. the ``rescore_videos`` best of them are rescored on *every* indexed frame: per query
@@ -42,6 +44,8 @@ from echoaudit.index import EmbeddingIndex, IndexConfig, build_index_resumable, 
 
 __all__ = ["EngineConfig", "VideoScores", "AuditEngine", "build_training_index", "index_vectors", "SCORE_COLUMNS"]
 
+# The shortlist widens (see AuditEngine._shortlist) to at most this many frames per query frame.
+MAX_SHORTLIST = 4096
 SCORE_COLUMNS = ["query", "train_video", "train_patient", "score", "score_peak", "score_robust", "best_query_frame",
                  "best_train_frame"]
 
@@ -153,6 +157,23 @@ class AuditEngine:
         z = self.reid.head_logits(torch.from_numpy(q), torch.from_numpy(t))
         return expit(z.numpy().astype(np.float64))
 
+    def _shortlist(self, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(query frame, indexed frame) pairs of the shortlist: each query frame's ``k``
+        nearest indexed frames, widened (k x 4 at a time, up to ``MAX_SHORTLIST`` frames)
+        until they come from at least ``rescore_videos`` different training videos, so the
+        shortlist cannot collapse onto the many frames of one or two long videos."""
+        n, want = self.index.ntotal, min(self.config.rescore_videos, len(self._rows_of))
+        k = min(self.config.k, n)
+        while True:
+            _, ids = self.index.search(emb, k)
+            ti = ids.reshape(-1)
+            qi = np.repeat(np.arange(len(emb)), ids.shape[1])
+            keep = ti >= 0
+            qi, ti = qi[keep], ti[keep]
+            if k >= min(n, MAX_SHORTLIST) or len(np.unique(self._video[ti])) >= want:
+                return qi, ti
+            k = min(n, MAX_SHORTLIST, 4 * k)
+
     def score_embeddings(self, emb: np.ndarray, name: str = "query", *, exact: bool = False,
                          keep_curves: bool = False) -> VideoScores:
         """Score (T, D) embeddings of one video's frames (already strided by the caller).
@@ -170,11 +191,7 @@ class AuditEngine:
             candidates = np.array(sorted(self._rows_of))
             n_short, frame_best = 0, np.full(t, -np.inf)
         else:
-            _, ids = self.index.search(emb, min(self.config.k, self.index.ntotal))
-            qi = np.repeat(np.arange(t), ids.shape[1])
-            ti = ids.reshape(-1)
-            keep = ti >= 0
-            qi, ti = qi[keep], ti[keep]
+            qi, ti = self._shortlist(emb)
             z = self._logits(emb[qi], self.train_embeddings[ti])
             n_short = len(z)
             frame_best = np.full(t, -np.inf)

@@ -14,9 +14,10 @@ import math
 import sys
 from pathlib import Path
 
-from echoaudit.errors import EchoAuditError
-
 __all__ = ["register", "build_parser", "main", "workspace_flagged"]
+
+from echoaudit.utility_workspace import synthetic_videos as _synthetic_videos  # noqa: E402
+from echoaudit.utility_workspace import workspace_flagged  # noqa: E402  (kept importable from here)
 
 
 def _threads(args) -> None:
@@ -63,29 +64,10 @@ def _fmt(est, digits: int = 1) -> str:
 
 # --- latents ----------------------------------------------------------------------------
 
-def _open_cache(path: Path, expected_vae: str | None, size: int | None, what: str):
-    from echoaudit.latents import LatentCache
+def _real_videos(dataset, vae, size, latents, default_folder):
+    from echoaudit.utility_workspace import real_videos
 
-    cache = LatentCache.load(path, expected_vae=expected_vae)
-    if size is not None and int(cache.meta.get("size", size)) != int(size):
-        raise EchoAuditError(f"latent cache {path} was encoded at {cache.meta.get('size')} px; {what} uses {size} px: "
-                             "give a cache encoded at that size or leave --latents out")
-    return cache
-
-
-def _real_videos(dataset, vae, size: int | None, latents: Path | None, default_folder: Path):
-    """EFVideos of ``dataset``: from ``latents`` when it holds a cache (checked against the
-    VAE and ``size`` when given), else encoded (once, at ``size`` or 112 px) into
-    ``latents`` or ``default_folder``."""
-    from echoaudit.train.ef import EFVideos, cached_latents
-
-    if latents is not None and (latents / "cache.json").is_file():
-        cache = _open_cache(latents, vae.fingerprint if vae is not None else None, size, "the data")
-    else:
-        if vae is None:
-            raise EchoAuditError(f"no latent cache at {latents}: give --vae to encode the data set into it")
-        cache = cached_latents(dataset, vae, latents or default_folder, size=size or 112)
-    return EFVideos.from_cache(cache, dataset.table, origin="real")
+    return real_videos(dataset, vae, size, latents, default_folder)
 
 
 # --- train ef -----------------------------------------------------------------------------
@@ -119,45 +101,6 @@ def cmd_train_ef(args) -> None:
 
 # --- eval utility -------------------------------------------------------------------------
 
-def workspace_flagged(ws, name: str, flags_csv: Path | None = None) -> tuple[list[str], str]:
-    """The synthetic set's videos to leave out of set (c), and where they come from.
-
-    In order: ``flags_csv`` (a CSV with a ``query`` or ``FileName`` column, and
-    optionally ``flagged``: only rows where it is true count); else the audit's
-    ``audit/<name>_flags.csv`` (what ``echoaudit audit`` wrote); else the workspace's
-    scores flagged at its calibrated threshold (95th percentile, as ``echoaudit audit``)."""
-    import pandas as pd
-
-    path = flags_csv or ws.root / "audit" / f"{name}_flags.csv"
-    if path.is_file():
-        try:
-            table = pd.read_csv(path, dtype=str)
-        except (OSError, ValueError, pd.errors.ParserError) as exc:
-            raise EchoAuditError(f"cannot read the flags file {path} ({exc})") from None
-        col = next((c for c in ("query", "FileName") if c in table), None)
-        if col is None:
-            raise EchoAuditError(f"flags file {path} needs a query or FileName column (the videos to leave out); it has "
-                                 f"{list(table.columns)}")
-        keep = (table["flagged"].str.strip().str.lower().isin(("true", "1", "yes")) if "flagged" in table
-                else slice(None))
-        return sorted(table.loc[keep, col].astype(str).str.strip()), str(path)
-    from echoaudit.audit.privacy import flag_videos
-
-    thr = ws.threshold(95.0, n_boot=10)  # the value does not depend on the bootstrap
-    scores = ws.synthetic_scores(name)
-    flags = flag_videos(scores[["query", "train_video", "train_patient", "score"]], thr.value,
-                        queries=ws.synthetic(name).names)
-    return sorted(flags.loc[flags["flagged"], "query"].astype(str)), f"workspace scores at the calibrated threshold ({thr.rule})"
-
-
-def _synthetic_videos(ws, name: str, out: Path):
-    from echoaudit.train.ef import EFVideos, cached_latents
-
-    ds = ws.synthetic(name)
-    cache = cached_latents(ds, ws.vae, out / "latents" / name, size=ws.size)
-    return EFVideos.from_cache(cache, ds.table, origin="synthetic")
-
-
 def _print_table(table) -> None:
     print(f"{'training set':40s} {'videos':>6s}  {'MAE [95 % CI]':20s} {'RMSE [95 % CI]':20s} {'R^2 [95 % CI]':22s} "
           f"{'seed SD (MAE)':>13s}  {'MAE vs (a)':>20s}")
@@ -184,36 +127,27 @@ def _default_out(args, ws) -> Path:
 
 
 def cmd_eval_utility(args) -> None:
-    from echoaudit.downstream import UtilityConfig, run_utility
-    from echoaudit.utility_view import write_utility
+    from echoaudit.utility_workspace import run_workspace_utility
     from echoaudit.workspace import Workspace
 
     _threads(args)
     ws = Workspace(args.workspace)
     ws.synthetic(args.set)  # an unknown set: one clear line before any work
     args.out = _default_out(args, ws)
-    flagged, flag_source = workspace_flagged(ws, args.set, args.flags)
-    real = _real_videos(ws.dataset, ws.vae, ws.size, args.latents, args.out / "latents" / "real")
-    synthetic = _synthetic_videos(ws, args.set, args.out)
-    cfg = UtilityConfig(seeds=tuple(range(args.seed, args.seed + args.seeds)), train=_train_config(args),
-                        n_boot=args.n_boot)
-    res = run_utility(real, synthetic, flagged, args.out, cfg)
+    seeds = tuple(range(args.seed, args.seed + args.seeds))
+    res, _, names, flagged, flag_source = run_workspace_utility(
+        ws, args.set, out=args.out, seeds=seeds, train=_train_config(args), latents=args.latents, flags=args.flags,
+        n_boot=args.n_boot)
     t = res.record["test"]
     print(f"== EF utility of synthetic set {args.set!r}: an EF model trained on each set, tested on {t['videos']} real "
-          f"TEST videos ({t['patients']} patients); {len(cfg.seeds)} seed(s) each; {len(flagged)} flagged videos "
+          f"TEST videos ({t['patients']} patients); {len(seeds)} seed(s) each; {len(flagged)} flagged videos "
           f"left out of (c) ({flag_source})")
     _print_table(res.table)
     print(res.sentence)
     if res.agreement:
         print(f"EF agreement of the generator: {res.agreement['sentence']}")
-    record = {"workspace": str(ws.root), "set": args.set, "flagged_source": flag_source, "sentence": res.sentence,
-              "table": res.table.to_dict(orient="records"), "by_ef": res.by_ef.to_dict(orient="records"),
-              "ef_agreement": res.agreement, **res.record}
-    names = write_utility(args.out, record, res.table, res.by_ef, res.predictions, res.agreement_points)
-    print(f"wrote {', '.join(names)} to {args.out}")
+    print(f"wrote {', '.join(names)} to {args.out}; recorded in the workspace manifest")
 
-
-# --- eval ef-agreement ----------------------------------------------------------------------
 
 def cmd_eval_ef_agreement(args) -> None:
     import pandas as pd

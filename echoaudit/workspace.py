@@ -153,8 +153,18 @@ class Workspace:
         return list(pending)
 
     @property
+    def utility_pending(self) -> list[str]:
+        """Synthetic sets whose downstream EF utility the build has still to measure (the
+        demo's; see :mod:`echoaudit.utility_workspace`)."""
+        pending = self.manifest.get("utility_pending", [])
+        if not (isinstance(pending, list) and all(isinstance(n, str) for n in pending)):
+            raise EchoAuditError(f"workspace manifest {self.root / MANIFEST}: utility_pending must be a list of set "
+                                 f"names; got {pending!r:.80}; rebuild the workspace")
+        return list(pending)
+
+    @property
     def complete(self) -> bool:
-        return not self.pending
+        return not self.pending and not self.utility_pending
 
     @property
     def synthetic_names(self) -> list[str]:

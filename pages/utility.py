@@ -22,6 +22,11 @@ try:
 except EchoAuditError as exc:  # damaged result files: say which and why (the page also runs without app.py)
     widgets.show_error(exc)
     st.stop()
+if res is None and name in ws.utility_pending:
+    st.info(f"The utility of synthetic set **{name}** is being measured by the build, in the background: EF models "
+            "trained on five training sets (real, synthetic, filtered, a random subset, real + synthetic), each "
+            "tested on real TEST patients. Its progress is in the sidebar; this page fills in when it is done.")
+    st.stop()
 if res is None:
     st.info(f"The utility of synthetic set **{name}** is not computed yet: it trains an EF model on five training "
             "sets (several seeds each) and tests each on real TEST patients. Run\n\n"

@@ -122,6 +122,29 @@ def test_shortlist_finds_the_exact_best_with_fewer_head_calls(ws, stub_engine):
     assert calls_exact >= 3 * calls_short
 
 
+def test_the_shortlist_widens_past_one_long_video():
+    """A training video with hundreds of near-copies of the query's frames would fill a
+    k-frame shortlist alone: the engine widens it until rescore_videos videos are in it."""
+    from echoaudit.engine import AuditEngine, EngineConfig
+
+    rng = np.random.default_rng(0)
+    q = rng.standard_normal((4, 16)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    long_video = np.repeat(q, 100, axis=0) + 0.01 * rng.standard_normal((400, 16)).astype(np.float32)
+    others = rng.standard_normal((10 * 6, 16)).astype(np.float32)
+    emb = np.concatenate([long_video, others])
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    meta = pd.DataFrame({"video": ["LONG"] * 400 + [f"V{i}" for i in range(10) for _ in range(6)],
+                         "patient": ["PL"] * 400 + [f"P{i}" for i in range(10) for _ in range(6)],
+                         "frame": list(range(400)) + list(range(6)) * 10})
+    index = EmbeddingIndex.build(emb, meta, fingerprint={"test": 2})
+    engine = AuditEngine(_StubVAE(), _StubReID(), index, emb, EngineConfig(size=64, k=8, rescore_videos=5))
+    res = engine.score_embeddings(q, "q")
+    assert len(res.per_train) == 5 and res.per_train["train_video"].iloc[0] == "LONG"
+    exact = engine.score_embeddings(q, "q", exact=True)
+    assert res.per_train["score"].iloc[0] == pytest.approx(exact.per_train["score"].iloc[0])
+
+
 class _SharpStubReID(_StubReID):
     """Head logit = 30 cos: copies score logits near 30, where float32 probabilities are 1."""
 
