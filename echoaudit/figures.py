@@ -280,6 +280,10 @@ def temporal_curves_figure(temporal: pd.DataFrame, videos: Sequence[str], measur
     return fig
 
 
+#: Box plots draw every video's point up to this many videos (EchoNet-size sets: quartiles + outliers).
+MAX_BOX_POINTS = 2000
+
+
 def temporal_distribution_figure(summary: pd.DataFrame, column: str, ylabel: str) -> go.Figure:
     """Box plots (with points) of a per-video summary column, real vs synthetic.
 
@@ -289,7 +293,9 @@ def temporal_distribution_figure(summary: pd.DataFrame, column: str, ylabel: str
     for set_name, part in summary.groupby("set", sort=False):
         values = pd.to_numeric(part[column], errors="coerce").dropna()
         kind = "real" if str(set_name).startswith("real") else "synthetic"
-        fig.add_box(y=values, name=f"{set_name} (n={len(values)})", boxpoints="all", jitter=0.4,
+        # every point up to MAX_BOX_POINTS videos; beyond, the quartiles and the outliers only
+        fig.add_box(y=values, name=f"{set_name} (n={len(values)})",
+                    boxpoints="all" if len(values) <= MAX_BOX_POINTS else "outliers", jitter=0.4,
                     marker_color=COLORS[kind])
     return fig
 

@@ -127,3 +127,7 @@ def test_temporal_figures():
     summ = pd.DataFrame({"set": ["real held-out", "gen", "gen"], "mean": [0.9, 0.5, 0.4]})
     fig = F.temporal_distribution_figure(summ, "mean", "mean")
     assert [t.name for t in fig.data] == ["real held-out (n=1)", "gen (n=2)"]
+    assert [t.boxpoints for t in fig.data] == ["all", "all"]
+    # an EchoNet-size set: quartiles and outliers, not 10,000 points
+    big = pd.DataFrame({"set": ["gen"] * (F.MAX_BOX_POINTS + 1), "mean": np.linspace(0, 1, F.MAX_BOX_POINTS + 1)})
+    assert F.temporal_distribution_figure(big, "mean", "mean").data[0].boxpoints == "outliers"
