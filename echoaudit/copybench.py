@@ -44,7 +44,7 @@ from echoaudit.data.clips import ClipSpec, conform_clip
 __all__ = ["Clip", "BenchModels", "attack_clips", "score_clips", "tpr_at_fpr", "family_table", "calibration_noise",
            "SCORES"]
 
-SCORES = ("reid", "reid_peak", "pixel", "latent_l2")
+SCORES = ("reid", "reid_peak", "first_frame", "pixel", "latent_l2")
 
 
 @dataclass
@@ -98,6 +98,7 @@ class BenchModels:
     engine: object
     latents: np.ndarray
     pixels: np.ndarray
+    first: np.ndarray | None = None  # centred, unit first-frame re-ID features of each training video
 
     @classmethod
     def build(cls, train, vae, reid, *, index_stride: int = 8, query_stride: int = 4, k: int = 32,
@@ -122,7 +123,21 @@ class BenchModels:
         index = EmbeddingIndex.build(emb_a, meta, fingerprint={"copybench": True}, config=IndexConfig(kind="flat"))
         engine = AuditEngine(vae, reid, index, emb_a, EngineConfig(frame_stride=query_stride, index_stride=index_stride,
                                                                     k=k, size=size))
-        return cls(engine, np.concatenate(lat), np.concatenate(pix))
+        first = _features(reid, emb_a[np.asarray(frame) == 0])
+        return cls(engine, np.concatenate(lat), np.concatenate(pix), first)
+
+
+def _features(reid, emb: np.ndarray) -> np.ndarray:
+    """Centred, unit-norm re-ID features of embeddings (the raw sigmoid features of a
+    published network, decoded from its embeddings; a project network's embeddings): their
+    inner products are Pearson correlations, the published first-frame rule's similarity."""
+    from echoaudit.index import center_normalize
+
+    x = np.asarray(emb, np.float32)
+    if hasattr(reid, "features_from_embeddings"):
+        with torch.no_grad():
+            x = reid.features_from_embeddings(torch.from_numpy(np.ascontiguousarray(x))).numpy().astype(np.float32)
+    return center_normalize(x)
 
 
 def _small(frames: np.ndarray) -> np.ndarray:
@@ -157,6 +172,8 @@ def score_clips(m: BenchModels, clips: list[Clip], spec: ClipSpec, *, batch_vide
                          "source": c.source, "patient": c.patient, "n_query_frames": len(s),
                          "reid": float(to_logit(best["score"])), "reid_peak": float(to_logit(best["score_peak"])),
                          "reid_video": str(best["train_video"]), "reid_patient": str(best["train_patient"]),
+                         "first_frame": float((m.first @ _features(eng.reid, e_all[a:a + 1])[0]).max())
+                         if m.first is not None and len(m.first) else float("nan"),
                          "pixel": pix, "latent_l2": -float(np.sqrt(max(d2.min(), 0.0)))})
     return pd.DataFrame(rows)
 
@@ -199,7 +216,7 @@ def family_table(scores: pd.DataFrame, threshold: float) -> pd.DataFrame:
         for fpr in (0.05, 0.01):
             row[f"tpr_at_{int(fpr * 100)}"] = tpr_at_fpr(g["reid"], neg["reid"], fpr)[0]
         y = np.r_[np.ones(n), np.zeros(len(neg))]
-        for sc in SCORES:
+        for sc in (sc for sc in SCORES if sc in scores):
             row[f"auc_{sc}"] = float(roc_auc_score(y, np.r_[g[sc].to_numpy(), neg[sc].to_numpy()]))
             row[f"tpr1_{sc}"] = tpr_at_fpr(g[sc], neg[sc], 0.01)[0]
         rows.append(row)

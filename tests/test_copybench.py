@@ -60,6 +60,8 @@ def test_an_exact_copy_matches_its_source_on_every_score(bench):
     # query frames 0, 2, 4, ... are exactly the indexed frames: pixel NCC 1, latent distance 0
     np.testing.assert_allclose(s["pixel"], 1.0, atol=1e-5)
     np.testing.assert_allclose(s["latent_l2"], 0.0, atol=1e-2)
+    # the published first-frame rule: an exact copy's first frame is its source's first frame
+    np.testing.assert_allclose(s["first_frame"], 1.0, atol=1e-4)
     assert (s["n_query_frames"] == 8).all()
     # every query frame is an indexed frame of the source: the clip score is at least the
     # mean of the head's logits of those frames with themselves (the micro re-ID is too weak
