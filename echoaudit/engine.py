@@ -187,7 +187,9 @@ class AuditEngine:
             raise ValueError(f"embeddings must be (T, {self.index.dim}) with T >= 1; got {emb.shape}")
         t = len(emb)
         # 1. Shortlist: the k nearest indexed frames of each query frame, scored by the head.
-        if exact:
+        if exact or self.config.rescore_videos >= len(self._rows_of):
+            # every training video is rescored anyway (exact mode, or no more videos than
+            # rescore_videos): a shortlist would add head calls and change nothing
             candidates = np.array(sorted(self._rows_of))
             n_short, frame_best = 0, np.full(t, -np.inf)
         else:
