@@ -184,7 +184,7 @@ def _published_first(ws, dataset, stride: int) -> np.ndarray:
 
     out = []
     for i in range(len(dataset)):
-        frames = dataset.load(i, size=ws.size).frames[::stride]
+        frames = dataset.load(i, size=ws.size, frame_step=stride).frames  # decode only the frames used
         lat = ws.vae.encode(frames).numpy()
         out.append(normalize_per_video(lat, name=f"latents of {dataset.names[i]}")[0])
     return np.stack(out).astype(np.float32)

@@ -38,17 +38,16 @@ The sampling rule (per call, clips of T frames, B clips; their layout B C T H W)
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from echoaudit.errors import CheckpointError, DatasetError, EchoAuditError
 from echoaudit.fileio import check_model_configs, sha256_tree
+from echoaudit.models.diffusion import _is_int, check_sampling_args
 
 __all__ = [
     "PUBLISHED_EF_RANGE",
@@ -221,9 +220,6 @@ class PublishedConfig:
     train_videos: int = 0
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
 
 class PublishedVideoPipeline:
     """Drop-in for :class:`~echoaudit.models.diffusion.EchoVideoPipeline` in ``generate.py``
@@ -326,31 +322,16 @@ class PublishedVideoPipeline:
             EchoAuditError: a bad n, num_frames, steps, ef, first, latents shape or generator list.
         """
         frames = self.config.num_frames if num_frames is None else num_frames
-        if not _is_int(n) or n < 1:
-            raise EchoAuditError(f"n (number of clips) must be an integer >= 1; got {n!r}")
-        if not _is_int(frames) or frames < 1:
-            raise EchoAuditError(f"num_frames must be an integer >= 1; got {num_frames!r}")
-        if frames > self.config.num_frames:
+        if _is_int(frames) and frames > self.config.num_frames:
             raise EchoAuditError(f"num_frames {frames} is more than the published UNet's {self.config.num_frames}; "
                                  "longer clips (stitched from overlapping windows in the published code) are not supported")
-        if not _is_int(steps) or steps < 1:
-            raise EchoAuditError(f"steps must be an integer >= 1; got {steps!r}")
-        if not isinstance(guidance, (int, float)) or not math.isfinite(guidance) or guidance < 0:
-            raise EchoAuditError(f"guidance must be a finite number >= 0; got {guidance!r}")
         if not _is_int(first) or first < 0:
             raise EchoAuditError(f"first must be an integer >= 0; got {first!r}")
-        from echoaudit.models.diffusion import EchoVideoPipeline
-
         if ef is None:
             raise EchoAuditError("ef is required: the published video model has no unconditional branch")
-        efs = EchoVideoPipeline._check_ef(ef, n)
-        gens = list(generator) if isinstance(generator, (list, tuple)) else [generator]
-        if not all(isinstance(g, torch.Generator) for g in gens) or len(gens) not in (1, n):
-            raise EchoAuditError(f"generator must be a torch.Generator or a list of {n} of them; got {generator!r}")
+        efs, gens = check_sampling_args(n, frames, steps, guidance, ef, generator, latents, self.latent_shape,
+                                        num_frames_given=num_frames)
         c, h, w = self.latent_shape
-        if latents is not None and tuple(latents.shape) != (n, frames, c, h, w):
-            raise EchoAuditError(f"latents must have shape {(n, frames, c, h, w)} (n, num_frames, C, h, w) for this "
-                                 f"UNet; got {tuple(latents.shape)}")
 
         unet = self.unet
         device, dtype = unet.device, unet.dtype

@@ -47,6 +47,7 @@ __all__ = [
     "condition_ids",
     "context_tokens",
     "EchoVideoPipeline",
+    "check_sampling_args",
 ]
 
 EF_NULL = -100.0
@@ -146,6 +147,35 @@ def context_tokens(unet: UNetSpatioTemporalConditionModel, batch: int, like: tor
 
 def _is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def check_sampling_args(n, frames, steps, guidance, ef, generator, latents, latent_shape, *,
+                        num_frames_given=None) -> tuple[list[float] | None, list[torch.Generator]]:
+    """The checks every sampler's ``__call__`` makes (this pipeline's and the published
+    one's): (the EFs as floats or None, the generators as a list).
+
+    Raises:
+        EchoAuditError: a bad ``n``, ``frames``, ``steps``, ``guidance``, ``ef``, a
+            generator list of the wrong length or ``latents`` of another shape.
+    """
+    if not _is_int(n) or n < 1:
+        raise EchoAuditError(f"n (number of clips) must be an integer >= 1; got {n!r}")
+    if not _is_int(frames) or frames < 1:
+        raise EchoAuditError(f"num_frames must be an integer >= 1; got {num_frames_given!r}")
+    if not _is_int(steps) or steps < 1:
+        raise EchoAuditError(f"steps must be an integer >= 1; got {steps!r}")
+    if not isinstance(guidance, (int, float)) or not math.isfinite(guidance) or guidance < 0:
+        raise EchoAuditError(f"guidance must be a finite number >= 0; got {guidance!r}")
+    efs = EchoVideoPipeline._check_ef(ef, n)
+    gens = list(generator) if isinstance(generator, (list, tuple)) else [generator]
+    if not all(isinstance(g, torch.Generator) for g in gens) or len(gens) not in (1, n):
+        raise EchoAuditError(f"generator must be a torch.Generator or a list of {n} of them; got {generator!r}")
+    shape = (n, frames, *latent_shape)
+    if latents is not None and tuple(latents.shape) != shape:
+        raise EchoAuditError(
+            f"latents must have shape {shape} (n, num_frames, C, h, w) for this UNet; got {tuple(latents.shape)}"
+        )
+    return efs, gens
 
 
 class EchoVideoPipeline(DiffusionPipeline):
@@ -251,23 +281,9 @@ class EchoVideoPipeline(DiffusionPipeline):
         """
         # 1. Check inputs.
         frames = self.config.num_frames if num_frames is None else num_frames
-        if not _is_int(n) or n < 1:
-            raise EchoAuditError(f"n (number of clips) must be an integer >= 1; got {n!r}")
-        if not _is_int(frames) or frames < 1:
-            raise EchoAuditError(f"num_frames must be an integer >= 1; got {num_frames!r}")
-        if not _is_int(steps) or steps < 1:
-            raise EchoAuditError(f"steps must be an integer >= 1; got {steps!r}")
-        if not isinstance(guidance, (int, float)) or not math.isfinite(guidance) or guidance < 0:
-            raise EchoAuditError(f"guidance must be a finite number >= 0; got {guidance!r}")
-        efs = self._check_ef(ef, n)
-        gens = list(generator) if isinstance(generator, (list, tuple)) else [generator]
-        if not all(isinstance(g, torch.Generator) for g in gens) or len(gens) not in (1, n):
-            raise EchoAuditError(f"generator must be a torch.Generator or a list of {n} of them; got {generator!r}")
+        efs, gens = check_sampling_args(n, frames, steps, guidance, ef, generator, latents, self.latent_shape,
+                                        num_frames_given=num_frames)
         shape = (n, frames, *self.latent_shape)
-        if latents is not None and tuple(latents.shape) != shape:
-            raise EchoAuditError(
-                f"latents must have shape {shape} (n, num_frames, C, h, w) for this UNet; got {tuple(latents.shape)}"
-            )
 
         # 2. Conditioning: which branches run, and their added_time_ids.
         unet, device = self.unet, self.unet.device
