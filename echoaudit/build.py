@@ -202,7 +202,21 @@ def _copy_conditioning(src: Path, dst: Path) -> str:
     return conditioning_fingerprint(dst)
 
 
-def create_workspace(
+def create_workspace(root: str | Path, *, ray: str | None = None, **kwargs) -> Workspace:
+    """Build a workspace (see :func:`_create_workspace` for the arguments). ``ray``: run the
+    embedding of the TRAIN videos and the audits of the synthetic sets as Ray Data jobs
+    (:mod:`echoaudit.raypath`; ``"auto"``, ``"local"`` or a cluster address), on one
+    connection for the whole build; they write the chunks the local path would, so the
+    workspace is the same. None: everything here."""
+    if ray is None:
+        return _create_workspace(root, **kwargs)
+    from echoaudit.raypath import ray_cluster
+
+    with ray_cluster(ray):
+        return _create_workspace(root, ray=ray, **kwargs)
+
+
+def _create_workspace(
     root: str | Path,
     *,
     data: str | Path,
@@ -216,6 +230,7 @@ def create_workspace(
     on_missing: str = "error",
     conditioning: dict[str, str | Path] | None = None,
     latents: str | Path | None = None,
+    ray: str | None = None,
 ) -> Workspace:
     """Build a workspace in ``root`` from a data set and model folders: the real-data part
     first (after which the manifest makes it usable), then one synthetic set per generator.
@@ -229,6 +244,8 @@ def create_workspace(
     have the VAE's latent shape, and the VAE's encoding of a few TRAIN first frames must
     match them (correlation >= 0.9): latents of another VAE are refused. Held-out and
     synthetic videos are still decoded and encoded (their clips are conformed first).
+
+    ``ray``: see :func:`create_workspace`.
 
     ``on_missing``: as for ``EchoNetDataset.open``: ``"skip"`` leaves out the listed videos
     that are missing or unusable; the manifest records it (``data.on_missing`` and
@@ -322,6 +339,13 @@ def create_workspace(
             fingerprint=fingerprint, index_stride=ecfg.index_stride,
             progress=lambda f, m: report(0.05 + 0.25 * f, f"indexing training frames from latents: {m}"))
     else:
+        if ray is not None:  # the chunks on Ray; the local build below then finds them all done
+            from echoaudit.raypath import embed_index_chunks
+
+            embed_index_chunks(root / "index", train, data=data, on_missing=on_missing, vae=root / "models/vae",
+                               reid=root / "models/reid", fingerprint=fingerprint, index_stride=ecfg.index_stride,
+                               size=ecfg.size, address=ray,
+                               progress=lambda f, m: report(0.05 + 0.25 * f, f"indexing training frames: {m}"))
         with VideoPrefetcher(train, size=ecfg.size, frame_step=ecfg.index_stride) as videos:
             def embed_train(i: int) -> np.ndarray:  # frames 0, s, 2s, ... (s = index_stride)
                 return embed_video_frames(vae_m, reid_m, videos.get(i).frames)
@@ -389,7 +413,7 @@ def create_workspace(
     }
     write_json(root / MANIFEST, manifest)
     report(0.5, "real data indexed and calibrated: the dashboard is usable; synthetic sets follow")
-    return complete_workspace(Workspace(root), progress=lambda f, m: report(0.5 + 0.5 * f, m))
+    return complete_workspace(Workspace(root), progress=lambda f, m: report(0.5 + 0.5 * f, m), ray=ray)
 
 
 def _finished_index(folder: Path, fingerprint: dict):
@@ -428,9 +452,10 @@ def _finished_set(folder: Path, generator: Path, cfg: "BuildConfig", conditionin
     return (folder / "FileList.csv").is_file() and all(rec.get(k) == v for k, v in want.items())
 
 
-def complete_workspace(ws: Workspace, *, progress: Progress | None = None) -> Workspace:
+def complete_workspace(ws: Workspace, *, progress: Progress | None = None, ray: str | None = None) -> Workspace:
     """Generate and audit each synthetic set still pending in ``ws`` (the demo's generators),
-    recording each in the manifest as soon as it is done. Returns the reopened workspace."""
+    recording each in the manifest as soon as it is done. Returns the reopened workspace.
+    ``ray``: audit the sets on Ray (see :func:`create_workspace`)."""
     from echoaudit.generate import generate_dataset
 
     pending = list(ws.manifest.get("pending", []))
@@ -458,7 +483,8 @@ def complete_workspace(ws: Workspace, *, progress: Progress | None = None) -> Wo
                              progress=lambda f, m: report(0.7 * f, f"generating with {g}: {m}"))
         # ws keeps its loaded models and index; add_synthetic_set rewrites the manifest from disk.
         add_synthetic_set(ws, g, out, info={"generator": g, "n": cfg.n_synthetic, "seed": cfg.seed, "steps": cfg.steps},
-                          seconds=time.time() - t0, progress=lambda f, m: report(0.7 + 0.3 * f, f"auditing {g}: {m}"))
+                          seconds=time.time() - t0, progress=lambda f, m: report(0.7 + 0.3 * f, f"auditing {g}: {m}"),
+                          ray=ray)
     utility = [u for u in load_manifest(ws.root).get("utility_pending", []) if u in Workspace(ws.root).synthetic_names]
     if utility:
         from echoaudit.train.ef import EFTrainConfig
@@ -512,7 +538,7 @@ def _training_summary(folder: Path) -> str:
 
 def add_synthetic_set(ws: Workspace, name: str, folder: str | Path, *, info: dict | None = None,
                       seconds: float | None = None, progress: Progress | None = None,
-                      chunk: int = 256) -> pd.DataFrame:
+                      chunk: int = 256, ray: str | None = None) -> pd.DataFrame:
     """Score an EchoNet-format synthetic folder against the workspace and record it in the
     manifest as set ``name`` (its scores, temporal curves and embeddings are files of its
     own; the manifest is written last). ``info`` describes where the set came from
@@ -526,7 +552,11 @@ def add_synthetic_set(ws: Workspace, name: str, folder: str | Path, *, info: dic
     finished chunk kept under ``scores/partial/<name>/``: a run stopped midway, called
     again with the same set, resumes from its chunks (chunks made from other models,
     settings or another listing of the set are discarded). That folder is removed once
-    the set's files and the manifest are written."""
+    the set's files and the manifest are written.
+
+    ``ray``: score the chunks as a Ray Data job (:func:`echoaudit.raypath.audit_set_chunks`;
+    ``"auto"``, ``"local"`` or a cluster address); the set's tables are then joined from
+    them as a resumed local run would: the same files either way."""
     from echoaudit.data.echonet import EchoNetDataset
 
     if not name or not name.replace("_", "").replace("-", "").isalnum():
@@ -542,6 +572,11 @@ def add_synthetic_set(ws: Workspace, name: str, folder: str | Path, *, info: dic
     partial = ws.root / "scores" / "partial" / name
     fingerprint = set_audit_fingerprint(ws.engine, syn, name, index_fingerprint=ws.manifest["index"]["fingerprint"],
                                         top=top, clip=clip, temporal_videos=None)
+    if ray is not None:
+        from echoaudit.raypath import audit_set_chunks
+
+        audit_set_chunks(ws.root, syn, name, chunk_dir=partial, fingerprint=fingerprint, chunk=chunk, top=top,
+                         clip=clip, address=ray, progress=progress)
     audit = audit_synthetic_set_chunked(ws.engine, syn, name, chunk_dir=partial, fingerprint=fingerprint,
                                         chunk=chunk, top=top, progress=progress, clip=clip)
     root = ws.root

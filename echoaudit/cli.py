@@ -12,6 +12,9 @@ from echoaudit.errors import EchoAuditError
 
 __all__ = ["main"]
 
+RAY_HELP = ("run the heavy stages as Ray Data jobs: 'auto' (the cluster this machine is in, else a local one), "
+            "'local', or a cluster address; needs the optional extra (pip install -e '.[ray]')")
+
 
 def _threads(args) -> None:
     import torch
@@ -267,7 +270,7 @@ def cmd_workspace_create(args) -> None:
     _open_data(args.data, args)  # the data set's problems (or, --skip-missing, the videos left out) first
     ws = create_workspace(args.workspace, data=args.data, vae=args.vae, reid=args.reid, generators=gens, cfg=cfg,
                           on_missing="skip" if args.skip_missing else "error", conditioning=conditioning,
-                          latents=args.latents)
+                          latents=args.latents, ray=args.ray)
     print(f"workspace ready: {ws.root} ({ws.manifest['build']['seconds']} s)")
 
 
@@ -294,7 +297,7 @@ def cmd_audit(args) -> None:
     if args.synthetic:
         if not args.name:
             raise ValueError("--synthetic needs --name for the new set")
-        add_synthetic_set(ws, args.name, args.synthetic)
+        add_synthetic_set(ws, args.name, args.synthetic, ray=args.ray)
         ws = Workspace(args.workspace)
     out_dir = ws.root / "audit"
     for name in names:
@@ -636,6 +639,7 @@ def build_parser() -> argparse.ArgumentParser:
     wc.add_argument("--size", type=int, default=112, help="frame side the models take (videos are resized to it)")
     wc.add_argument("--seed", type=int, default=0)
     wc.add_argument("--threads", type=int, default=0)
+    wc.add_argument("--ray", default=None, metavar="ADDRESS", help=RAY_HELP)
     wc.set_defaults(func=cmd_workspace_create)
 
     ix = sub.add_parser("index", help="embed a split's frames with VAE + re-ID and build the FAISS index")
@@ -679,6 +683,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "score_peak (best single frame pair) or score_robust (top 10 %% of frames)")
     au.add_argument("--n-boot", type=int, default=1000)
     au.add_argument("--threads", type=int, default=0)
+    au.add_argument("--ray", default=None, metavar="ADDRESS", help=RAY_HELP + " (scores the --synthetic set there)")
     au.set_defaults(func=cmd_audit)
 
     rp = sub.add_parser("report", help="write the meeting report of one synthetic set (as the Report page)")

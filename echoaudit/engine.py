@@ -42,7 +42,8 @@ from tqdm.auto import tqdm
 
 from echoaudit.index import EmbeddingIndex, IndexConfig, build_index_resumable, center_normalize
 
-__all__ = ["EngineConfig", "VideoScores", "AuditEngine", "build_training_index", "index_vectors", "SCORE_COLUMNS"]
+__all__ = ["EngineConfig", "VideoScores", "AuditEngine", "build_training_index", "index_vectors",
+           "index_item_metadata", "SCORE_COLUMNS"]
 
 # The shortlist widens (see AuditEngine._shortlist) to at most this many frames per query frame.
 MAX_SHORTLIST = 4096
@@ -102,6 +103,12 @@ class VideoScores:
         return self.per_train.iloc[0]
 
 
+def model_device(model) -> torch.device:
+    """Where a torch model's weights are (the CPU here; a GPU in a Ray worker that has one)."""
+    p = next(model.parameters(), None)
+    return torch.device("cpu") if p is None else p.device
+
+
 class AuditEngine:
     """Scores query videos against an indexed training set (see the module docstring)."""
 
@@ -127,7 +134,9 @@ class AuditEngine:
     def embed_latents(self, latents) -> np.ndarray:
         """(T, C, h, w) scaled latents -> (T, D) unit embeddings."""
         z = torch.as_tensor(np.asarray(latents, dtype=np.float32))
-        out = [self.reid.embed(z[i : i + self.config.batch_size]) for i in range(0, len(z), self.config.batch_size)]
+        dev = model_device(self.reid)
+        out = [self.reid.embed(z[i : i + self.config.batch_size].to(dev)).cpu()
+               for i in range(0, len(z), self.config.batch_size)]
         return torch.cat(out).numpy().astype(np.float32)
 
     def embed_frames(self, frames: np.ndarray) -> np.ndarray:
@@ -141,8 +150,9 @@ class AuditEngine:
     @torch.no_grad()
     def _logits(self, q: np.ndarray, t: np.ndarray) -> np.ndarray:
         """(B,) float64 head logits of embedding pairs, in chunks."""
-        out = [self.reid.head_logits(torch.from_numpy(q[i : i + 65536]), torch.from_numpy(t[i : i + 65536]))
-               .numpy().astype(np.float64) for i in range(0, len(q), 65536)]
+        dev = model_device(self.reid)
+        out = [self.reid.head_logits(torch.from_numpy(q[i : i + 65536]).to(dev), torch.from_numpy(t[i : i + 65536]).to(dev))
+               .cpu().numpy().astype(np.float64) for i in range(0, len(q), 65536)]
         return np.concatenate(out) if out else np.zeros(0, np.float64)
 
     @torch.no_grad()
@@ -154,7 +164,8 @@ class AuditEngine:
         more would read as exactly 1."""
         from scipy.special import expit
 
-        z = self.reid.head_logits(torch.from_numpy(q), torch.from_numpy(t))
+        dev = model_device(self.reid)
+        z = self.reid.head_logits(torch.from_numpy(q).to(dev), torch.from_numpy(t).to(dev)).cpu()
         return expit(z.numpy().astype(np.float64))
 
     def _shortlist(self, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -297,17 +308,21 @@ def build_training_index(dataset, folder: str | Path, *, embed_video: Callable[[
 
     def embed_fn(i: int):
         emb = embed_video(i)
-        row = table.iloc[i]
-        meta = pd.DataFrame({
-            "video": str(row["FileName"]), "patient": str(row["PatientID"]),
-            "frame": np.arange(len(emb)) * index_stride, "split": str(row["Split"]),
-            "ef": float(row["EF"]), "view": str(row.get("View", "unknown")),
-        })
-        return emb.astype(np.float32), meta
+        return emb.astype(np.float32), index_item_metadata(table.iloc[i], len(emb), index_stride)
 
     index = build_index_resumable(folder, len(table), embed_fn, fingerprint=fingerprint, config=config,
                                   progress=progress)
     return index, index_vectors(index)
+
+
+def index_item_metadata(row: pd.Series, n: int, index_stride: int) -> pd.DataFrame:
+    """The index's metadata rows of the ``n`` indexed frames of one training video (its
+    FileList row): frames 0, s, 2s, ... (s = ``index_stride``)."""
+    return pd.DataFrame({
+        "video": str(row["FileName"]), "patient": str(row["PatientID"]),
+        "frame": np.arange(n) * index_stride, "split": str(row["Split"]),
+        "ef": float(row["EF"]), "view": str(row.get("View", "unknown")),
+    })
 
 
 def index_vectors(index: EmbeddingIndex) -> np.ndarray:

@@ -43,15 +43,28 @@ __all__ = [
     "BACKENDS",
     "METRICS",
     "AUTO_FLAT_MAX",
+    "AUTO_RECALL",
     "build_index_resumable",
+    "measure_recall",
+    "open_partial",
+    "write_chunk",
     "center_normalize",
     "l2_normalize",
 ]
 
 FORMAT_VERSION = 1
-# Exact search of 1000 queries over 1M x 128 takes seconds on two cores; beyond that an
-# approximate index pays for itself (see bench/index_scale.py).
-AUTO_FLAT_MAX = 1_000_000
+# Beyond this many vectors ``kind="auto"`` builds IVF. One 8-frame query searched exactly
+# takes 17 ms at 164k x 128 and 38 ms at 328k on two cores (an EchoNet-size index), and the
+# engine's shortlist may search several times a query; IVF answers in 1.5-2 ms with recall
+# 0.999+ (bench/echonet_scale.py). Below it exact search costs about as much as IVF.
+AUTO_FLAT_MAX = 100_000
+# An IVF index that ``auto`` chooses visits more cells (nprobe doubled) until its recall@k,
+# measured on its own vectors at build time (``EmbeddingIndex.recall``), reaches this.
+AUTO_RECALL = 0.99
+RECALL_QUERIES = 512
+RECALL_K = 32
+# Videos a chunk of the resumable index build (and of the Ray path's embedding jobs).
+CHUNK = 64
 METRICS = ("ip", "pearson")
 _FILES = ("index.faiss", "metadata.parquet", "index.json")
 _PARTIAL = "partial"
@@ -140,8 +153,9 @@ def _check_matrix(x, name: str, dim: int | None = None) -> np.ndarray:
 
 @dataclass(frozen=True)
 class IndexConfig:
-    """How to index. ``kind="auto"``: exact ``flat`` up to ``AUTO_FLAT_MAX`` (1_000_000)
-    vectors, ``ivf`` beyond.
+    """How to index. ``kind="auto"``: exact ``flat`` up to ``AUTO_FLAT_MAX`` (100,000)
+    vectors, ``ivf`` beyond, with ``nprobe`` raised until the recall@32 measured on the
+    indexed vectors reaches ``AUTO_RECALL`` (0.99; see ``EmbeddingIndex.recall``).
 
     Attributes:
         kind: "auto" or a name in ``BACKENDS`` ("flat": exact; "ivf": inverted lists over
@@ -340,10 +354,13 @@ class EmbeddingIndex:
         config: the IndexConfig it was built with.
         kind: the backend actually used ("flat", "ivf", "hnsw"; never "auto").
         params: resolved backend parameters (e.g. nlist, nprobe).
+        recall: for an approximate kind, its recall@k measured at build time (``measure_recall``:
+            {"k", "queries", "seed", "recall"}); None for flat (exact) or an index saved
+            before recall was recorded.
     """
 
     def __init__(self, cpu_index: faiss.Index, metadata: pd.DataFrame, *, fingerprint: dict,
-                 config: IndexConfig, kind: str, params: dict):
+                 config: IndexConfig, kind: str, params: dict, recall: dict | None = None):
         self._cpu = cpu_index
         self._gpu = _to_gpu(cpu_index) if config.use_gpu(kind) else None
         for index in (self._cpu, self._gpu):
@@ -354,6 +371,7 @@ class EmbeddingIndex:
         self.config = config
         self.kind = kind
         self.params = params
+        self.recall = recall
 
     @property
     def dim(self) -> int:
@@ -404,8 +422,19 @@ class EmbeddingIndex:
         # constructor copies it to the GPU for searching when one is there.
         backend.train(index, x, params, config)
         index.add(x)
-        return cls(index, metadata.reset_index(drop=True), fingerprint=fingerprint,
-                   config=config, kind=kind, params=params)
+        out = cls(index, metadata.reset_index(drop=True), fingerprint=fingerprint,
+                  config=config, kind=kind, params=params)
+        if kind != "flat":
+            out.recall = measure_recall(out, x, seed=config.seed)
+            # auto's IVF visits more cells until it finds what exact search finds
+            while (config.kind == "auto" and config.nprobe is None and kind == "ivf"
+                   and out.recall["recall"] < AUTO_RECALL and params["nprobe"] < params["nlist"]):
+                params["nprobe"] = min(params["nlist"], 2 * params["nprobe"])
+                for ix in (out._cpu, out._gpu):
+                    if ix is not None:
+                        backend.prepare(ix, params)
+                out.recall = measure_recall(out, x, seed=config.seed)
+        return out
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The k best-scoring stored vectors for each query, best first.
@@ -472,6 +501,7 @@ class EmbeddingIndex:
                 "dim": self.dim,
                 "ntotal": self.ntotal,
                 "files": files,
+                "recall": self.recall,
             })
 
     @classmethod
@@ -547,9 +577,40 @@ class EmbeddingIndex:
             config_dict = {**config_dict, "gpu": None}
         try:
             config = IndexConfig(**config_dict)
-            return cls(index, metadata, fingerprint=fingerprint, config=config, kind=kind, params=params)
+            recall = info.get("recall")
+            if recall is not None and not (isinstance(recall, dict) and isinstance(recall.get("recall"), (int, float))):
+                raise EchoAuditError(f"recall must be null or an object with a number 'recall'; got {str(recall)[:80]!r}")
+            return cls(index, metadata, fingerprint=fingerprint, config=config, kind=kind, params=params,
+                       recall=recall)
         except (TypeError, KeyError, EchoAuditError) as err:
             raise CheckpointError(f"{folder / 'index.json'} has an unusable config or params ({err}); {_FIX}") from err
+
+
+def measure_recall(index: EmbeddingIndex, vectors: np.ndarray, *, k: int = RECALL_K,
+                   queries: int = RECALL_QUERIES, seed: int = 0) -> dict:
+    """Recall@k of ``index`` against exact search, on its own vectors (real embeddings,
+    not random ones: their clusters are what an approximate index can miss).
+
+    A seeded sample of ``queries`` stored vectors is searched leave-one-out: each query's
+    own row is dropped from both answers, so finding itself counts for nothing. Recall is
+    the share of the exact k nearest other vectors that the index returns, averaged over
+    the queries. ``vectors``: the (N, D) vectors as stored (normalised by the metric).
+    Returns {"k", "queries", "seed", "recall"}.
+    """
+    n = len(vectors)
+    k = int(min(k, n - 1))
+    if k < 1:
+        return {"k": 0, "queries": 0, "seed": int(seed), "recall": 1.0}
+    rows = np.sort(np.random.default_rng(seed).choice(n, min(queries, n), replace=False))
+    q = np.ascontiguousarray(vectors[rows], dtype=np.float32)
+    _, exact = faiss.knn(q, np.ascontiguousarray(vectors, dtype=np.float32), k + 1, metric=faiss.METRIC_INNER_PRODUCT)
+    _, got = index.search(q, k + 1)
+
+    def others(ids: np.ndarray, own: int) -> set:
+        return set(ids[ids != own][:k].tolist()) - {-1}
+
+    hits = [len(others(e, r) & others(g, r)) / k for e, g, r in zip(exact, got, rows)]
+    return {"k": k, "queries": len(rows), "seed": int(seed), "recall": round(float(np.mean(hits)), 6)}
 
 
 # What each backend's FAISS index reads back as (the CPU form that save writes).
@@ -726,9 +787,45 @@ def _read_chunk(path: Path, fingerprint: dict) -> tuple[np.ndarray, pd.DataFrame
     return vectors, metadata
 
 
+def open_partial(folder: Path, n_items: int, chunk: int, fingerprint: dict,
+                 note: Callable[[float, str], None]) -> tuple[Path, list]:
+    """The partial build of ``folder`` (``folder/partial``) for ``n_items`` items in chunks
+    of ``chunk``: its record written, chunks made from other inputs discarded, and each
+    chunk's (vectors, metadata) when finished, else None. Shared by
+    :func:`build_index_resumable` and the Ray path (:mod:`echoaudit.raypath`), which embeds
+    the missing chunks elsewhere and writes them with :func:`write_chunk`."""
+    if isinstance(n_items, bool) or not isinstance(n_items, (int, np.integer)) or n_items < 1:
+        raise EchoAuditError(f"n_items must be an integer >= 1; got {n_items!r}")
+    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
+        raise EchoAuditError(f"chunk must be an integer >= 1; got {chunk!r}")
+    partial = Path(folder) / _PARTIAL
+    manifest = {"fingerprint": fingerprint, "n_items": int(n_items), "chunk": int(chunk)}
+    if partial.exists():
+        try:
+            old = read_json(partial / "manifest.json", what="partial index record", expect=dict)
+        except Exception:
+            old = None
+        if old != manifest:  # other model/data/chunking: those vectors are of no use
+            shutil.rmtree(partial)
+            note(0.0, "discarded partial embeddings made from other inputs; starting over")
+    write_json(partial / "manifest.json", manifest)
+    n_chunks = math.ceil(n_items / chunk)
+    return partial, [_read_chunk(partial / _chunk_name(c), fingerprint) for c in range(n_chunks)]
+
+
+def write_chunk(partial: Path, c: int, vectors: np.ndarray, metadata: pd.DataFrame,
+                fingerprint: dict) -> tuple[np.ndarray, pd.DataFrame]:
+    """Write finished chunk ``c`` (vectors.npy, metadata.parquet, chunk.json) atomically."""
+    with atomic_dir(partial / _chunk_name(c)) as tmp:
+        np.save(tmp / "vectors.npy", vectors, allow_pickle=False)
+        metadata.to_parquet(tmp / "metadata.parquet", index=False)
+        write_json(tmp / "chunk.json", {"fingerprint": fingerprint, "rows": len(vectors)})
+    return vectors, metadata
+
+
 def build_index_resumable(folder: str | Path, n_items: int,
                           embed_fn: Callable[[int], tuple[np.ndarray, pd.DataFrame]], *,
-                          fingerprint: dict, config: IndexConfig = IndexConfig(), chunk: int = 64,
+                          fingerprint: dict, config: IndexConfig = IndexConfig(), chunk: int = CHUNK,
                           progress: Callable[[float, str], None] | None = None) -> EmbeddingIndex:
     """Embed ``n_items`` items (videos) one by one, index all their vectors, save to ``folder``.
 
@@ -747,30 +844,11 @@ def build_index_resumable(folder: str | Path, n_items: int,
         EchoAuditError: n_items < 1, chunk < 1, an item whose vectors/metadata are
             malformed (the message names the item), or dims that differ between items.
     """
-    if isinstance(n_items, bool) or not isinstance(n_items, (int, np.integer)) or n_items < 1:
-        raise EchoAuditError(f"n_items must be an integer >= 1; got {n_items!r}")
-    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
-        raise EchoAuditError(f"chunk must be an integer >= 1; got {chunk!r}")
     folder = Path(folder)
-    partial = folder / _PARTIAL
     fingerprint = _normalize_fingerprint(fingerprint)
-    manifest = {"fingerprint": fingerprint, "n_items": int(n_items), "chunk": int(chunk)}
     note = progress or (lambda frac, msg: None)
-
-    if partial.exists():
-        try:
-            old = read_json(partial / "manifest.json", what="partial index record", expect=dict)
-        except Exception:
-            old = None
-        if old != manifest:  # other model/data/chunking: those vectors are of no use
-            shutil.rmtree(partial)
-            note(0.0, "discarded partial embeddings made from other inputs; starting over")
-    write_json(partial / "manifest.json", manifest)
-
-    n_chunks = math.ceil(n_items / chunk)
-    parts: list[tuple[np.ndarray, pd.DataFrame] | None] = [
-        _read_chunk(partial / _chunk_name(c), fingerprint) for c in range(n_chunks)
-    ]
+    partial, parts = open_partial(folder, n_items, chunk, fingerprint, note)
+    n_chunks = len(parts)
     done = sum(min(chunk, n_items - c * chunk) for c, p in enumerate(parts) if p is not None)
     if done:
         note(0.9 * (done / n_items), f"resuming: {done} of {n_items} items already embedded")
@@ -793,13 +871,7 @@ def build_index_resumable(folder: str | Path, n_items: int,
                 metas.append(m)
                 bar.update(1)
                 note(0.9 * ((i + 1) / n_items), f"embedded item {i + 1} of {n_items}")
-            v = np.concatenate(vecs)
-            m = pd.concat(metas, ignore_index=True)
-            with atomic_dir(partial / _chunk_name(c)) as tmp:
-                np.save(tmp / "vectors.npy", v, allow_pickle=False)
-                m.to_parquet(tmp / "metadata.parquet", index=False)
-                write_json(tmp / "chunk.json", {"fingerprint": fingerprint, "rows": len(v)})
-            parts[c] = (v, m)
+            parts[c] = write_chunk(partial, c, np.concatenate(vecs), pd.concat(metas, ignore_index=True), fingerprint)
 
     note(0.9, "building the index")
     embeddings = np.concatenate([p[0] for p in parts])

@@ -30,6 +30,7 @@ from echoaudit.fileio import atomic_dir, atomic_path, read_json, remove_tree, sh
 from echoaudit.workspace import clip_source_frames
 
 __all__ = ["SetAudit", "audit_synthetic_set", "audit_synthetic_set_chunked", "set_audit_fingerprint",
+           "open_set_partial", "score_chunk", "write_set_chunk",
            "embed_video_frames", "clip_load_kwargs", "temporal_sample"]
 
 Progress = Callable[[float, str], None]
@@ -37,8 +38,10 @@ Progress = Callable[[float, str], None]
 
 def embed_video_frames(vae, reid, frames: np.ndarray) -> np.ndarray:
     """(T, H, W) in [0, 1] -> (T, D) re-ID embeddings of the VAE latents."""
+    from echoaudit.engine import model_device
+
     with torch.no_grad():
-        return reid.embed(vae.encode(frames)).numpy().astype(np.float32)
+        return reid.embed(vae.encode(frames).to(model_device(reid))).cpu().numpy().astype(np.float32)
 
 
 def clip_load_kwargs(clip: ClipSpec | None, frame_stride: int) -> tuple[dict, int | None]:
@@ -235,6 +238,60 @@ def _read_set_chunk(path: Path, fingerprint: dict, first: int, names: list[str])
     return SetAudit(**tables)
 
 
+def open_set_partial(chunk_dir: Path, set_name: str, names: list[str], chunk: int, fingerprint: dict,
+                     note: Progress) -> tuple[list[tuple[int, int]], list[SetAudit | None]]:
+    """The chunks of a set's partial scoring in ``chunk_dir``: its record written (what
+    was there discarded when made from other inputs), each chunk's (first, end) positions
+    and its :class:`SetAudit` when finished, else None. Shared by
+    :func:`audit_synthetic_set_chunked` and the Ray path (:mod:`echoaudit.raypath`)."""
+    from echoaudit.errors import EchoAuditError
+    from echoaudit.index import _chunk_name
+
+    n = len(names)
+    if n < 1:
+        raise EchoAuditError(f"{set_name}: no videos to score")
+    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
+        raise EchoAuditError(f"chunk must be an integer >= 1; got {chunk!r}")
+    chunk = int(chunk)
+    record = {"fingerprint": fingerprint, "n_items": n, "chunk": chunk}
+    if chunk_dir.exists():
+        try:
+            old = read_json(chunk_dir / _PARTIAL_JSON, what="partial scores record", expect=dict)
+        except Exception:
+            old = None
+        if old != record:  # other models / set / settings: those scores are of no use
+            remove_tree(chunk_dir)
+            note(0.0, f"{set_name}: discarded partial scores made from other inputs; starting over")
+    write_json(chunk_dir / _PARTIAL_JSON, record)
+    bounds = [(c * chunk, min((c + 1) * chunk, n)) for c in range(-(-n // chunk))]
+    parts = [_read_set_chunk(chunk_dir / _chunk_name(c), fingerprint, a, names[a:b]) for c, (a, b) in enumerate(bounds)]
+    return bounds, parts
+
+
+def score_chunk(engine: AuditEngine, videos, dataset, a: int, b: int, set_name: str, *, top: int,
+                wanted: set[str] | None, clip: ClipSpec | None, tick: Callable[[], None] = lambda: None) -> SetAudit:
+    """The :class:`SetAudit` of videos ``a`` .. ``b - 1`` of ``dataset`` (decoded by
+    ``videos``, a VideoPrefetcher made with :func:`clip_load_kwargs`); ``tick()`` after each."""
+    rows = []
+    for i in range(a, b):
+        rows.append(_score_video(engine, videos, dataset, i, set_name, top=top, wanted=wanted, clip=clip))
+        tick()
+    return _set_audit(rows)
+
+
+def write_set_chunk(chunk_dir: Path, c: int, part: SetAudit, fingerprint: dict, first: int,
+                    names: list[str]) -> SetAudit:
+    """Write finished chunk ``c`` (videos ``names`` from position ``first``) atomically."""
+    from echoaudit.index import _chunk_name
+
+    with atomic_dir(chunk_dir / _chunk_name(c)) as tmp:
+        for k, f in _CHUNK_TABLES.items():
+            getattr(part, k).to_parquet(tmp / f, index=False)
+        write_json(tmp / _CHUNK_JSON, {"fingerprint": fingerprint, "first": first, "videos": names,
+                                       "score_rows": len(part.scores), "temporal_rows": len(part.temporal)})
+    return part
+
+
 def audit_synthetic_set_chunked(engine: AuditEngine, dataset, set_name: str, *, chunk_dir: str | Path,
                                 fingerprint: dict, chunk: int = 256, top: int = 10,
                                 temporal_videos: Collection[str] | None = None, progress: Progress | None = None,
@@ -260,33 +317,14 @@ def audit_synthetic_set_chunked(engine: AuditEngine, dataset, set_name: str, *, 
         EchoAuditError: an empty data set or ``chunk`` < 1.
     """
     from echoaudit.data.prefetch import VideoPrefetcher
-    from echoaudit.errors import EchoAuditError
-    from echoaudit.index import _chunk_name, _normalize_fingerprint
+    from echoaudit.index import _normalize_fingerprint
 
     n = len(dataset)
-    if n < 1:
-        raise EchoAuditError(f"{set_name}: no videos to score")
-    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
-        raise EchoAuditError(f"chunk must be an integer >= 1; got {chunk!r}")
-    chunk = int(chunk)
     chunk_dir = Path(chunk_dir)
     fingerprint = _normalize_fingerprint(fingerprint)
-    record = {"fingerprint": fingerprint, "n_items": n, "chunk": chunk}
     note = progress or (lambda frac, msg: None)
-
-    if chunk_dir.exists():
-        try:
-            old = read_json(chunk_dir / _PARTIAL_JSON, what="partial scores record", expect=dict)
-        except Exception:
-            old = None
-        if old != record:  # other models / set / settings: those scores are of no use
-            remove_tree(chunk_dir)
-            note(0.0, f"{set_name}: discarded partial scores made from other inputs; starting over")
-    write_json(chunk_dir / _PARTIAL_JSON, record)
-
     names = list(dataset.names)
-    bounds = [(c * chunk, min((c + 1) * chunk, n)) for c in range(-(-n // chunk))]
-    parts = [_read_set_chunk(chunk_dir / _chunk_name(c), fingerprint, a, names[a:b]) for c, (a, b) in enumerate(bounds)]
+    bounds, parts = open_set_partial(chunk_dir, set_name, names, chunk, fingerprint, note)
     done = sum(b - a for (a, b), p in zip(bounds, parts) if p is not None)
     if done:
         note(done / n, f"resuming: {done} of {n} videos already scored")
@@ -296,22 +334,18 @@ def audit_synthetic_set_chunked(engine: AuditEngine, dataset, set_name: str, *, 
     with VideoPrefetcher(dataset, size=engine.config.size, **load_kwargs) as videos, \
             tqdm(total=n, initial=done, desc=f"auditing {set_name}", unit="video", leave=False) as bar:
         scored = done
+
+        def tick() -> None:
+            nonlocal scored
+            scored += 1
+            bar.update(1)
+            note(scored / n, f"{set_name}: {scored}/{n} videos")
+
         for c, (a, b) in enumerate(bounds):
             if parts[c] is not None:
                 continue
-            rows = []
-            for i in range(a, b):
-                rows.append(_score_video(engine, videos, dataset, i, set_name, top=top, wanted=wanted, clip=clip))
-                scored += 1
-                bar.update(1)
-                note(scored / n, f"{set_name}: {scored}/{n} videos")
-            part = _set_audit(rows)
-            with atomic_dir(chunk_dir / _chunk_name(c)) as tmp:
-                for k, f in _CHUNK_TABLES.items():
-                    getattr(part, k).to_parquet(tmp / f, index=False)
-                write_json(tmp / _CHUNK_JSON, {"fingerprint": fingerprint, "first": a, "videos": names[a:b],
-                                               "score_rows": len(part.scores), "temporal_rows": len(part.temporal)})
-            parts[c] = part
+            part = score_chunk(engine, videos, dataset, a, b, set_name, top=top, wanted=wanted, clip=clip, tick=tick)
+            parts[c] = write_set_chunk(chunk_dir, c, part, fingerprint, a, names[a:b])
     return _join_audits(parts)
 
 

@@ -4,6 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The optional Ray extra (tests/test_ray.py runs the Ray path on a local two-node cluster);
+# the dashboard command does not install it.
+if ! .venv/bin/python -c "import ray.data" 2>/dev/null; then
+  .venv/bin/pip install -q --disable-pip-version-check --no-compile -r requirements-ray.txt
+fi
 # Debian packages the tests need: Chromium (browser tests), the PostgreSQL server binaries
 # (tests/test_review_pg.py starts a throwaway server from them; none is started here).
 APT=()

@@ -64,10 +64,18 @@ def micro_generators(root: Path, cache) -> dict[str, Path]:
     return gens
 
 
+TINY_CFG = BuildConfig(n_synthetic=6, synthetic_frames=8, steps=3, top=5, temporal_heldout=8,
+                       engine=EngineConfig(size=SIZE, k=8, index_stride=2, frame_stride=2))
+
+
+def tiny_inputs(models: Path) -> dict:
+    """create_workspace's inputs of the tiny workspace, from the micro models under ``models``."""
+    gens = {g: models / f"gen_{g}" / "best" for g in ("regular", "memorizing") if (models / f"gen_{g}" / "best").is_dir()}
+    return {"data": models / "data", "vae": models / "vae" / "best", "reid": models / "reid" / "best",
+            "generators": gens, "cfg": TINY_CFG}
+
+
 def tiny_workspace(root: Path) -> Path:
-    m = micro_models(root / "models")
-    gens = {k[len("gen_"):]: v for k, v in m.items() if k.startswith("gen_")}
-    cfg = BuildConfig(n_synthetic=6, synthetic_frames=8, steps=3, top=5, temporal_heldout=8,
-                      engine=EngineConfig(size=SIZE, k=8, index_stride=2, frame_stride=2))
-    ws = create_workspace(root / "ws", data=m["data"], vae=m["vae"], reid=m["reid"], generators=gens, cfg=cfg)
+    micro_models(root / "models")
+    ws = create_workspace(root / "ws", **tiny_inputs(root / "models"))
     return ws.root

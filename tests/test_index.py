@@ -114,12 +114,54 @@ def test_k_above_ntotal_is_clipped():
     assert sorted(ids[0]) == list(range(6))
 
 
-def test_auto_kind_switches_above_one_million():
+def test_auto_kind_switches_above_auto_flat_max():
     cfg = IndexConfig()
     assert cfg.resolved_kind(ix.AUTO_FLAT_MAX) == "flat"
     assert cfg.resolved_kind(ix.AUTO_FLAT_MAX + 1) == "ivf"
     assert IndexConfig(kind="hnsw").resolved_kind(10) == "hnsw"
     assert EmbeddingIndex.build(np.eye(4), _meta(4), fingerprint=FP).kind == "flat"
+    assert EmbeddingIndex.build(np.eye(4), _meta(4), fingerprint=FP).recall is None  # exact: nothing to measure
+
+
+def _clusters(n: int, dim: int = 16, centres: int = 40, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    c = rng.standard_normal((centres, dim))
+    return (c[rng.integers(centres, size=n)] + 0.35 * rng.standard_normal((n, dim))).astype(np.float32)
+
+
+def test_auto_ivf_raises_nprobe_until_measured_recall(monkeypatch, tmp_path):
+    """Above AUTO_FLAT_MAX, auto builds IVF and visits more cells until the recall@k it
+    measures on its own vectors reaches AUTO_RECALL; the figure is saved and loaded back."""
+    monkeypatch.setattr(ix, "AUTO_FLAT_MAX", 1000)
+    x = _clusters(6000)
+    low = EmbeddingIndex.build(x, _meta(6000), fingerprint=FP, config=IndexConfig(kind="ivf", nprobe=1, gpu=False))
+    auto = EmbeddingIndex.build(x, _meta(6000), fingerprint=FP, config=IndexConfig(gpu=False))
+    assert auto.kind == "ivf" and low.kind == "ivf"
+    assert low.recall["recall"] < ix.AUTO_RECALL  # one cell of many misses neighbours...
+    assert auto.recall["recall"] >= ix.AUTO_RECALL  # ...auto probed until it did not
+    assert auto.params["nprobe"] > 1 and auto.params["nlist"] == low.params["nlist"]
+    # the figure is what a fresh measurement finds, leave-one-out on a seeded sample
+    again = ix.measure_recall(auto, ix.l2_normalize(x), seed=0)
+    assert again == auto.recall and again["queries"] == ix.RECALL_QUERIES and again["k"] == ix.RECALL_K
+    auto.save(tmp_path / "i")
+    back = EmbeddingIndex.load(tmp_path / "i")
+    assert back.recall == auto.recall and back.params == auto.params
+
+
+def test_measure_recall_does_not_count_the_query_itself():
+    """An index that returns only the query itself (and nothing else right) scores 0."""
+    x = ix.l2_normalize(_clusters(300))
+
+    class SelfOnly:
+        def search(self, q, k):
+            rows = [int(np.flatnonzero((x == v).all(axis=1))[0]) for v in q]
+            ids = np.full((len(q), k), -1, np.int64)
+            ids[:, 0] = rows
+            return np.zeros((len(q), k), np.float32), ids
+
+    assert ix.measure_recall(SelfOnly(), x, k=5, queries=20)["recall"] == 0.0
+    exact = EmbeddingIndex.build(x, _meta(300), fingerprint=FP, config=IndexConfig(kind="flat"))
+    assert ix.measure_recall(exact, x, k=5, queries=20)["recall"] == 1.0
 
 
 # ---------------------------------------------------------------- approximate kinds

@@ -125,9 +125,9 @@ class FrameVAE:
     @torch.no_grad()
     def encode(self, frames, *, batch_size: int = 16) -> torch.Tensor:
         """(N, H, W) frames in [0, 1] -> (N, C, H/8, W/8) scaled latents (posterior mean)."""
-        x = self._to_input(frames)
+        x = self._to_input(frames).to(self.vae.device)  # a model moved to a GPU (Ray workers) encodes there
         out = [self.vae.encode(x[i : i + batch_size]).latent_dist.mean for i in range(0, len(x), batch_size)]
-        return torch.cat(out) * self.scaling_factor
+        return (torch.cat(out) * self.scaling_factor).cpu()
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, *, batch_size: int = 16) -> torch.Tensor:
