@@ -326,15 +326,8 @@ def index_item_metadata(row: pd.Series, n: int, index_stride: int) -> pd.DataFra
 
 
 def index_vectors(index: EmbeddingIndex) -> np.ndarray:
-    """All vectors back from the CPU index (IVF needs its direct map for that)."""
-    import faiss
-
-    raw = index._cpu
-    try:
-        faiss.extract_index_ivf(raw).make_direct_map()
-    except RuntimeError:
-        pass  # not an IVF index: flat and HNSW reconstruct directly
-    return raw.reconstruct_n(0, raw.ntotal).astype(np.float32)
+    """All vectors of the index (memory-mapped from the saved index; see ``EmbeddingIndex.vectors``)."""
+    return index.vectors()
 
 
 def config_dict(cfg: EngineConfig) -> dict:

@@ -67,6 +67,11 @@ RECALL_K = 32
 CHUNK = 64
 METRICS = ("ip", "pearson")
 _FILES = ("index.faiss", "metadata.parquet", "index.json")
+# The stored vectors as a plain .npy beside the index (written since issue 16; an older
+# index has none): ``vectors`` memory-maps them instead of copying them out of FAISS, so
+# the engine, the Pearson scorer and every Ray actor on a machine share one copy in the
+# page cache.
+_VECTORS = "vectors.npy"
 _PARTIAL = "partial"
 _FIX = "rebuild the index with `echoaudit index ...`"
 # GPU FAISS answers at most this many neighbours per query; larger k is searched on the CPU.
@@ -372,6 +377,20 @@ class EmbeddingIndex:
         self.kind = kind
         self.params = params
         self.recall = recall
+        self._vectors_path: Path | None = None  # set by ``load`` when the folder has vectors.npy
+
+    def vectors(self) -> np.ndarray:
+        """(N, D) float32: the stored vectors (normalised by the metric), row i = id i.
+        Memory-mapped read-only from the folder's vectors.npy when the index was loaded from
+        one; otherwise copied out of FAISS (IVF builds its direct map for that)."""
+        if self._vectors_path is not None:
+            return np.load(self._vectors_path, mmap_mode="r", allow_pickle=False)
+        raw = self._cpu
+        try:
+            faiss.extract_index_ivf(raw).make_direct_map()
+        except RuntimeError:
+            pass  # not an IVF index: flat and HNSW reconstruct directly
+        return raw.reconstruct_n(0, raw.ntotal).astype(np.float32)
 
     @property
     def dim(self) -> int:
@@ -425,7 +444,8 @@ class EmbeddingIndex:
         out = cls(index, metadata.reset_index(drop=True), fingerprint=fingerprint,
                   config=config, kind=kind, params=params)
         if kind != "flat":
-            out.recall = measure_recall(out, x, seed=config.seed)
+            groups = metadata["video"].to_numpy() if "video" in metadata.columns else None
+            out.recall = measure_recall(out, x, seed=config.seed, groups=groups)
             # auto's IVF visits more cells until it finds what exact search finds
             while (config.kind == "auto" and config.nprobe is None and kind == "ivf"
                    and out.recall["recall"] < AUTO_RECALL and params["nprobe"] < params["nlist"]):
@@ -433,7 +453,7 @@ class EmbeddingIndex:
                 for ix in (out._cpu, out._gpu):
                     if ix is not None:
                         backend.prepare(ix, params)
-                out.recall = measure_recall(out, x, seed=config.seed)
+                out.recall = measure_recall(out, x, seed=config.seed, groups=groups)
         return out
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -478,7 +498,7 @@ class EmbeddingIndex:
         if folder.exists():
             if not folder.is_dir():
                 raise CheckpointError(f"index folder {folder} exists and is a file; pass a folder path")
-            foreign = sorted(p.name for p in folder.iterdir() if p.name not in (*_FILES, _PARTIAL))
+            foreign = sorted(p.name for p in folder.iterdir() if p.name not in (*_FILES, _VECTORS, _PARTIAL))
             if foreign:
                 raise CheckpointError(
                     f"{folder} holds files that are not part of an index ({', '.join(foreign[:5])}); "
@@ -490,8 +510,9 @@ class EmbeddingIndex:
                 self.metadata.to_parquet(tmp / "metadata.parquet", index=False)
             except (ValueError, TypeError, ImportError) as err:  # pyarrow rejects some object columns
                 raise EchoAuditError(f"metadata cannot be written as parquet: {err}") from err
+            np.save(tmp / _VECTORS, self.vectors(), allow_pickle=False)
             files = {name: {"bytes": (tmp / name).stat().st_size, "sha256": sha256_file(tmp / name)}
-                     for name in _FILES[:2]}
+                     for name in (*_FILES[:2], _VECTORS)}
             write_json(tmp / "index.json", {
                 "format_version": FORMAT_VERSION,
                 "kind": self.kind,
@@ -580,36 +601,52 @@ class EmbeddingIndex:
             recall = info.get("recall")
             if recall is not None and not (isinstance(recall, dict) and isinstance(recall.get("recall"), (int, float))):
                 raise EchoAuditError(f"recall must be null or an object with a number 'recall'; got {str(recall)[:80]!r}")
-            return cls(index, metadata, fingerprint=fingerprint, config=config, kind=kind, params=params,
-                       recall=recall)
+            out = cls(index, metadata, fingerprint=fingerprint, config=config, kind=kind, params=params,
+                      recall=recall)
         except (TypeError, KeyError, EchoAuditError) as err:
             raise CheckpointError(f"{folder / 'index.json'} has an unusable config or params ({err}); {_FIX}") from err
+        if _VECTORS in files:
+            try:
+                v = np.load(folder / _VECTORS, mmap_mode="r", allow_pickle=False)
+            except Exception as err:  # a damaged .npy header
+                raise CheckpointError(f"{folder / _VECTORS} cannot be read ({_last_line(err)}); {_FIX}") from err
+            if v.dtype != np.float32 or v.shape != (ntotal, dim):
+                raise CheckpointError(f"{folder / _VECTORS} holds {v.dtype} {v.shape}, not the index's float32 "
+                                      f"({ntotal}, {dim}); {_FIX}")
+            out._vectors_path = folder / _VECTORS
+        return out
 
 
 def measure_recall(index: EmbeddingIndex, vectors: np.ndarray, *, k: int = RECALL_K,
-                   queries: int = RECALL_QUERIES, seed: int = 0) -> dict:
+                   queries: int = RECALL_QUERIES, seed: int = 0, groups: np.ndarray | None = None) -> dict:
     """Recall@k of ``index`` against exact search, on its own vectors (real embeddings,
     not random ones: their clusters are what an approximate index can miss).
 
-    A seeded sample of ``queries`` stored vectors is searched leave-one-out: each query's
-    own row is dropped from both answers, so finding itself counts for nothing. Recall is
-    the share of the exact k nearest other vectors that the index returns, averaged over
-    the queries. ``vectors``: the (N, D) vectors as stored (normalised by the metric).
-    Returns {"k", "queries", "seed", "recall"}.
+    A seeded sample of ``queries`` stored vectors is searched leave-one-group-out: every
+    row of the query's group (``groups``, e.g. the video of each vector; None: each row
+    its own group) is dropped from both answers, so a query behaves like a frame of a video
+    the index does not hold (a synthetic or uploaded one), not like its own video's frames,
+    which any index finds. Recall is the share of the exact k nearest remaining vectors
+    that the index returns, averaged over the queries. ``vectors``: the (N, D) vectors as
+    stored (normalised by the metric). Returns {"k", "queries", "seed", "recall"}.
     """
     n = len(vectors)
-    k = int(min(k, n - 1))
+    g = np.arange(n) if groups is None else np.asarray(pd.factorize(pd.Series(groups))[0])
+    biggest = int(np.bincount(g).max())
+    k = int(min(k, n - biggest))
     if k < 1:
         return {"k": 0, "queries": 0, "seed": int(seed), "recall": 1.0}
     rows = np.sort(np.random.default_rng(seed).choice(n, min(queries, n), replace=False))
     q = np.ascontiguousarray(vectors[rows], dtype=np.float32)
-    _, exact = faiss.knn(q, np.ascontiguousarray(vectors, dtype=np.float32), k + 1, metric=faiss.METRIC_INNER_PRODUCT)
-    _, got = index.search(q, k + 1)
+    wide = int(min(n, k + biggest))
+    _, exact = faiss.knn(q, np.ascontiguousarray(vectors, dtype=np.float32), wide, metric=faiss.METRIC_INNER_PRODUCT)
+    _, got = index.search(q, wide)
 
     def others(ids: np.ndarray, own: int) -> set:
-        return set(ids[ids != own][:k].tolist()) - {-1}
+        ids = ids[ids >= 0]
+        return set(ids[g[ids] != own][:k].tolist())
 
-    hits = [len(others(e, r) & others(g, r)) / k for e, g, r in zip(exact, got, rows)]
+    hits = [len(others(e, g[r]) & others(a, g[r])) / k for e, a, r in zip(exact, got, rows)]
     return {"k": k, "queries": len(rows), "seed": int(seed), "recall": round(float(np.mean(hits)), 6)}
 
 
@@ -759,9 +796,10 @@ def _check_record(info: dict, path: Path) -> tuple:
             for k, v in params.items()):
         raise bad("params", f"an object of whole numbers in range, keys among {', '.join(_PARAM_RANGES)}")
     wanted = set(_FILES[:2])
-    if not isinstance(files, dict) or set(files) != wanted or not all(
+    if not isinstance(files, dict) or set(files) - {_VECTORS} != wanted or not all(
             isinstance(m, dict) and whole(m.get("bytes")) and isinstance(m.get("sha256"), str) for m in files.values()):
-        raise bad("files", f"an object with exactly {' and '.join(sorted(wanted))}, each {{bytes, sha256}}")
+        raise bad("files", f"an object with exactly {' and '.join(sorted(wanted))} (and optionally {_VECTORS}), "
+                           "each {bytes, sha256}")
     return kind, dim, ntotal, dict(config), params, files, fingerprint
 
 

@@ -141,7 +141,7 @@ def test_auto_ivf_raises_nprobe_until_measured_recall(monkeypatch, tmp_path):
     assert auto.recall["recall"] >= ix.AUTO_RECALL  # ...auto probed until it did not
     assert auto.params["nprobe"] > 1 and auto.params["nlist"] == low.params["nlist"]
     # the figure is what a fresh measurement finds, leave-one-out on a seeded sample
-    again = ix.measure_recall(auto, ix.l2_normalize(x), seed=0)
+    again = ix.measure_recall(auto, ix.l2_normalize(x), seed=0, groups=_meta(6000)["video"].to_numpy())
     assert again == auto.recall and again["queries"] == ix.RECALL_QUERIES and again["k"] == ix.RECALL_K
     auto.save(tmp_path / "i")
     back = EmbeddingIndex.load(tmp_path / "i")
@@ -162,6 +162,26 @@ def test_measure_recall_does_not_count_the_query_itself():
     assert ix.measure_recall(SelfOnly(), x, k=5, queries=20)["recall"] == 0.0
     exact = EmbeddingIndex.build(x, _meta(300), fingerprint=FP, config=IndexConfig(kind="flat"))
     assert ix.measure_recall(exact, x, k=5, queries=20)["recall"] == 1.0
+
+
+def test_measure_recall_leaves_the_query_video_out():
+    """With groups, an index that finds only the query's own video's rows scores 0: a query
+    must stand for a frame of a video the index does not hold."""
+    x = ix.l2_normalize(_clusters(300))
+    video = np.repeat(np.arange(60), 5)  # 60 videos of 5 rows
+
+    class OwnVideoOnly:
+        def search(self, q, k):
+            ids = np.full((len(q), k), -1, np.int64)
+            for j, v in enumerate(q):
+                r = int(np.flatnonzero((x == v).all(axis=1))[0])
+                own = np.flatnonzero(video == video[r])
+                ids[j, :len(own)] = own
+            return np.zeros((len(q), k), np.float32), ids
+
+    assert ix.measure_recall(OwnVideoOnly(), x, k=5, queries=20, groups=video)["recall"] == 0.0
+    exact = EmbeddingIndex.build(x, _meta(300), fingerprint=FP, config=IndexConfig(kind="flat"))
+    assert ix.measure_recall(exact, x, k=5, queries=20, groups=video)["recall"] == 1.0
 
 
 # ---------------------------------------------------------------- approximate kinds
@@ -240,10 +260,16 @@ def test_save_load_round_trip(tmp_path, kind):
     cfg = IndexConfig(kind=kind, metric="pearson", nprobe=3, ef_search=20)
     index = EmbeddingIndex.build(x, _meta(800), fingerprint=FP, config=cfg)
     index.save(tmp_path / "idx")
-    assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == ["index.faiss", "index.json", "metadata.parquet"]
+    assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == ["index.faiss", "index.json", "metadata.parquet",
+                                                                    "vectors.npy"]
     info = json.loads((tmp_path / "idx" / "index.json").read_text())
     assert (info["kind"], info["dim"], info["ntotal"], info["fingerprint"]) == (kind, 16, 800, FP)
     back = EmbeddingIndex.load(tmp_path / "idx", expected_fingerprint=FP)
+    # The vectors come back memory-mapped from vectors.npy, equal to FAISS's own copy.
+    mapped = back.vectors()
+    assert isinstance(mapped, np.memmap) and not mapped.flags.writeable
+    np.testing.assert_array_equal(mapped, index.vectors())
+    np.testing.assert_array_equal(mapped, ix.center_normalize(x))
     assert (back.kind, back.dim, back.ntotal, back.config, back.params) == (kind, 16, 800, cfg, index.params)
     pd.testing.assert_frame_equal(back.metadata, index.metadata, check_dtype=False)
     for a, b in zip(index.search(x[:40], 7), back.search(x[:40], 7)):
@@ -251,6 +277,24 @@ def test_save_load_round_trip(tmp_path, kind):
     # Saving again replaces the folder as a whole.
     back.save(tmp_path / "idx")
     assert EmbeddingIndex.load(tmp_path / "idx").ntotal == 800
+
+
+def test_index_saved_without_vectors_file_still_loads(tmp_path):
+    """An index saved before vectors.npy existed (index.json lists two files) loads, and
+    its vectors are copied out of FAISS; a listed vectors.npy that is damaged is refused."""
+    x = _clustered(np.random.default_rng(1), 200, 8, 4)
+    EmbeddingIndex.build(x, _meta(200), fingerprint=FP, config=IndexConfig(kind="ivf", nprobe=2)).save(tmp_path / "i")
+    info = json.loads((tmp_path / "i" / "index.json").read_text())
+    del info["files"]["vectors.npy"]
+    (tmp_path / "i" / "index.json").write_text(json.dumps(info))
+    (tmp_path / "i" / "vectors.npy").unlink()
+    old = EmbeddingIndex.load(tmp_path / "i")
+    assert not isinstance(old.vectors(), np.memmap)
+    np.testing.assert_array_equal(old.vectors(), ix.l2_normalize(x))
+    old.save(tmp_path / "j")  # saving again writes the file
+    (tmp_path / "j" / "vectors.npy").write_bytes(b"\x93NUMPY broken")
+    with pytest.raises(CheckpointError, match="vectors.npy"):
+        EmbeddingIndex.load(tmp_path / "j")
 
 
 def test_fingerprint_mismatch_names_keys_values_and_fix(tmp_path):
