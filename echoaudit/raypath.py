@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Callable
@@ -51,6 +52,13 @@ __all__ = ["ray_cluster", "embed_index_chunks", "audit_set_chunks", "RAY_MISSING
 Progress = Callable[[float, str], None]
 RAY_MISSING = ("--ray needs Ray, an optional extra of EchoAudit: pip install -e '.[ray]' "
                "(or pip install -r requirements-ray.txt)")
+
+
+# No usage statistics: nothing leaves the machine, and Ray Data's collector would otherwise
+# query a Prometheus server that is not there (a stack trace on stderr per job). Set before
+# Ray starts, so the nodes a local cluster starts inherit them.
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_DATA_USAGE_DISABLED", "1")
 
 
 def _ray():

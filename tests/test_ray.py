@@ -19,6 +19,7 @@ from ray.cluster_utils import Cluster
 from echoaudit.build import add_synthetic_set, create_workspace
 from echoaudit.engine import index_vectors
 from echoaudit.errors import EchoAuditError
+from echoaudit.raypath import ray_cluster  # imported before the cluster starts: it sets Ray's no-telemetry environment
 from echoaudit.scoring import audit_synthetic_set
 from echoaudit.workspace import Workspace, load_manifest
 
@@ -104,7 +105,7 @@ def test_stopped_ray_audit_resumes_to_the_same_result(ray_built, cluster, tmp_pa
 
 
 def test_ray_missing_or_bad_address_is_a_clear_error(tmp_path):
-    from echoaudit.raypath import RAY_MISSING, ray_cluster
+    from echoaudit.raypath import RAY_MISSING
 
     # without Ray installed: one line that names the extra (run in a child with ray hidden)
     code = ("import sys; sys.modules['ray'] = None\n"
