@@ -47,7 +47,8 @@ from echoaudit.fileio import atomic_dir, model_fingerprint, read_json, remove_st
 # Scoring a set of videos lives in echoaudit.scoring; its public names stay importable from here.
 from echoaudit.scoring import (  # noqa: F401
     SetAudit, _reid_roc, _save_parquet, audit_synthetic_set, audit_synthetic_set_chunked, clip_load_kwargs,
-    embed_video_frames, set_audit_fingerprint, temporal_sample,
+    embed_video_frames, embed_video_latents, latent_store_for, set_audit_fingerprint, stored_latents, temporal_sample,
+    train_latent_store,
 )
 from echoaudit.workspace import MANIFEST, Workspace, load_manifest
 
@@ -346,9 +347,13 @@ def _create_workspace(
                                reid=root / "models/reid", fingerprint=fingerprint, index_stride=ecfg.index_stride,
                                size=ecfg.size, address=ray,
                                progress=lambda f, m: report(0.05 + 0.25 * f, f"indexing training frames: {m}"))
+        # The VAE latents of those frames are kept (WS/latents/train): a second filter or a
+        # rebuilt index with another re-ID embeds them without decoding or encoding again.
+        train_lat = train_latent_store(root, train, vae_sha256=models["vae"]["sha256"], engine_config=ecfg)
         with VideoPrefetcher(train, size=ecfg.size, frame_step=ecfg.index_stride) as videos:
             def embed_train(i: int) -> np.ndarray:  # frames 0, s, 2s, ... (s = index_stride)
-                return embed_video_frames(vae_m, reid_m, videos.get(i).frames)
+                lat = stored_latents(train_lat, videos, i, lambda f: vae_m.encode(f).numpy())
+                return embed_video_latents(reid_m, lat)
 
             index, emb = build_training_index(
                 train, root / "index", embed_video=embed_train, fingerprint=fingerprint, index_stride=ecfg.index_stride,
@@ -367,6 +372,8 @@ def _create_workspace(
     emb_by_video: dict[str, np.ndarray] = {}  # reused for the ROC: no second encoding
     held = audit_synthetic_set(
         engine, heldout, "real held-out", top=cfg.top, clip=clip, frame_embeddings=emb_by_video,
+        latents=latent_store_for(root, "heldout", heldout, vae_sha256=models["vae"]["sha256"], engine_config=ecfg,
+                                 clip=clip),
         temporal_videos=temporal_sample(heldout, cfg.temporal_heldout, cfg.seed),
         progress=lambda f, m: report(0.3 + 0.2 * f, f"scoring real held-out videos: {m}"))
     tables = {"heldout": _save_parquet(held.scores, scores_dir / "heldout.parquet"),
@@ -577,8 +584,10 @@ def add_synthetic_set(ws: Workspace, name: str, folder: str | Path, *, info: dic
 
         audit_set_chunks(ws.root, syn, name, chunk_dir=partial, fingerprint=fingerprint, chunk=chunk, top=top,
                          clip=clip, address=ray, progress=progress)
+    latents = latent_store_for(ws.root, f"set_{name}", syn, vae_sha256=ws.manifest["models"]["vae"]["sha256"],
+                               engine_config=ws.engine.config, clip=clip)
     audit = audit_synthetic_set_chunked(ws.engine, syn, name, chunk_dir=partial, fingerprint=fingerprint,
-                                        chunk=chunk, top=top, progress=progress, clip=clip)
+                                        chunk=chunk, top=top, progress=progress, clip=clip, latents=latents)
     root = ws.root
     plain = {"scores": f"scores/synthetic_{name}.parquet", "temporal": f"scores/temporal_{name}.parquet",
              "embeddings": f"scores/embeddings_{name}.parquet", "first_frames": f"scores/first_frames_{name}.parquet"}

@@ -139,9 +139,13 @@ class AuditEngine:
                for i in range(0, len(z), self.config.batch_size)]
         return torch.cat(out).numpy().astype(np.float32)
 
+    def encode(self, frames: np.ndarray) -> np.ndarray:
+        """(T, H, W) frames in [0, 1] -> (T, C, h, w) float32 scaled VAE latents."""
+        return self.vae.encode(frames).numpy()
+
     def embed_frames(self, frames: np.ndarray) -> np.ndarray:
         """(T, H, W) frames in [0, 1] -> (T, D) embeddings (VAE encode, then re-ID)."""
-        return self.embed_latents(self.vae.encode(frames))
+        return self.embed_latents(self.encode(frames))
 
     def query_frames(self, n_frames: int) -> np.ndarray:
         return np.arange(0, n_frames, self.config.frame_stride)

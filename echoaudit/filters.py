@@ -236,20 +236,33 @@ def _score_video(ws, reid_folder: Path, tmp: Path, percentile: float, progress) 
     from echoaudit.engine import AuditEngine, EngineConfig, build_training_index
     from echoaudit.fileio import sha256_tree
     from echoaudit.models.reid import load_reid
-    from echoaudit.scoring import audit_synthetic_set, embed_video_frames
+    from echoaudit.scoring import (
+        audit_synthetic_set,
+        embed_video_latents,
+        latent_store_for,
+        stored_latents,
+        train_latent_store,
+    )
 
     reid = load_reid(reid_folder).eval()
     ecfg = EngineConfig(**ws.manifest["engine"])
-    fingerprint = {"vae": ws.manifest["models"]["vae"]["sha256"], "reid": sha256_tree(reid_folder),
-                   "index_stride": ecfg.index_stride, "size": ecfg.size}
+    vae_sha = ws.manifest["models"]["vae"]["sha256"]
+    fingerprint = {"vae": vae_sha, "reid": sha256_tree(reid_folder), "index_stride": ecfg.index_stride,
+                   "size": ecfg.size}
+    # The workspace's stored latents (WS/latents/): the VAE ran once, when the workspace was built.
+    train_lat = train_latent_store(ws.root, ws.train, vae_sha256=vae_sha, engine_config=ecfg)
     with VideoPrefetcher(ws.train, size=ecfg.size, frame_step=ecfg.index_stride) as videos:
         index, emb = build_training_index(
-            ws.train, tmp / "index", embed_video=lambda i: embed_video_frames(ws.vae, reid, videos.get(i).frames),
+            ws.train, tmp / "index",
+            embed_video=lambda i: embed_video_latents(reid, stored_latents(train_lat, videos, i,
+                                                                           lambda f: ws.vae.encode(f).numpy())),
             fingerprint=fingerprint, index_stride=ecfg.index_stride,
             progress=lambda f, m: progress(0.05 + 0.35 * f, f"second filter: indexing training frames: {m}"))
     engine = AuditEngine(ws.vae, reid, index, emb, ecfg)
     top = int(ws.manifest.get("build", {}).get("top", 10))
     held = audit_synthetic_set(engine, ws.heldout, "real held-out", top=top, clip=ws.clip_spec, temporal_videos=[],
+                               latents=latent_store_for(ws.root, "heldout", ws.heldout, vae_sha256=vae_sha,
+                                                        engine_config=ecfg, clip=ws.clip_spec),
                                progress=lambda f, m: progress(0.4 + 0.3 * f, f"second filter: {m}"))
     held.scores.to_parquet(tmp / "heldout.parquet", index=False)
     cal = calibrate(held.scores, train_videos=ws.train.names, heldout_videos=ws.heldout.names,
@@ -257,7 +270,9 @@ def _score_video(ws, reid_folder: Path, tmp: Path, percentile: float, progress) 
     rows, n_sets = [], len(ws.synthetic_names)
     for j, s in enumerate(ws.synthetic_names):
         syn = ws.synthetic(s)
-        res = audit_synthetic_set(engine, syn, s, top=top, clip=ws.clip_spec, temporal_videos=[])
+        res = audit_synthetic_set(engine, syn, s, top=top, clip=ws.clip_spec, temporal_videos=[],
+                                  latents=latent_store_for(ws.root, f"set_{s}", syn, vae_sha256=vae_sha,
+                                                           engine_config=ecfg, clip=ws.clip_spec))
         f = flag_videos(res.scores, cal.value, queries=syn.names)
         rows.append(f.assign(set=s)[list(VERDICT_COLUMNS)])
         progress(0.7 + 0.3 * (j + 1) / max(1, n_sets), f"second filter: set {s}")

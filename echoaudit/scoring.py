@@ -11,8 +11,6 @@ chunks that survive an interruption (:func:`audit_synthetic_set_chunked`, finger
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,7 +28,8 @@ from echoaudit.fileio import atomic_dir, atomic_path, read_json, remove_tree, sh
 from echoaudit.workspace import clip_source_frames
 
 __all__ = ["SetAudit", "audit_synthetic_set", "audit_synthetic_set_chunked", "set_audit_fingerprint",
-           "open_set_partial", "score_chunk", "write_set_chunk",
+           "open_set_partial", "score_chunk", "write_set_chunk", "latent_store_for",
+           "train_latent_store", "stored_latents", "embed_video_latents",
            "embed_video_frames", "clip_load_kwargs", "temporal_sample"]
 
 Progress = Callable[[float, str], None]
@@ -38,10 +37,36 @@ Progress = Callable[[float, str], None]
 
 def embed_video_frames(vae, reid, frames: np.ndarray) -> np.ndarray:
     """(T, H, W) in [0, 1] -> (T, D) re-ID embeddings of the VAE latents."""
+    return embed_video_latents(reid, vae.encode(frames).numpy())
+
+
+def embed_video_latents(reid, latents: np.ndarray) -> np.ndarray:
+    """(T, C, h, w) latents of one video -> (T, D) re-ID embeddings, in one batch (as the
+    training index embeds a video, whether its latents were just encoded or stored)."""
     from echoaudit.engine import model_device
 
     with torch.no_grad():
-        return reid.embed(vae.encode(frames).to(model_device(reid))).cpu().numpy().astype(np.float32)
+        return reid.embed(torch.from_numpy(np.asarray(latents, np.float32)).to(model_device(reid))).cpu().numpy() \
+            .astype(np.float32)
+
+
+def train_latent_store(root: str | Path, train, *, vae_sha256: str, engine_config):
+    """The :class:`~echoaudit.latent_store.LatentStore` at ``root/latents/train`` of the
+    TRAIN videos' indexed frames (every ``index_stride``-th)."""
+    from echoaudit.latent_store import LatentStore
+
+    return LatentStore(Path(root) / "latents" / "train", train, vae_sha256=vae_sha256, size=engine_config.size,
+                       load_kwargs={"frame_step": int(engine_config.index_stride)}, keep=None)
+
+
+def stored_latents(store, videos, i: int, encode) -> np.ndarray:
+    """Video ``i``'s latents from ``store`` when there, else ``encode(frames)`` of
+    ``videos.get(i)`` (a VideoPrefetcher), stored on the way."""
+    if store.has(i):
+        return store.get(i)
+    lat = encode(videos.get(i).frames)
+    store.put(i, lat)
+    return lat
 
 
 def clip_load_kwargs(clip: ClipSpec | None, frame_stride: int) -> tuple[dict, int | None]:
@@ -56,6 +81,18 @@ def clip_load_kwargs(clip: ClipSpec | None, frame_stride: int) -> tuple[dict, in
     if clip is None:
         return {"frame_step": int(frame_stride)}, None
     return {"fps": float(clip.fps), "frame_step": int(frame_stride)}, -(-int(clip.frames) // int(frame_stride))
+
+
+def latent_store_for(root: str | Path, key: str, dataset, *, vae_sha256: str, engine_config,
+                     clip: ClipSpec | None):
+    """The :class:`~echoaudit.latent_store.LatentStore` at ``root/latents/<key>`` of
+    ``dataset`` read as the audit reads a query video: conformed to ``clip``, every
+    ``frame_stride``-th frame (:func:`clip_load_kwargs`)."""
+    from echoaudit.latent_store import LatentStore
+
+    load_kwargs, keep = clip_load_kwargs(clip, engine_config.frame_stride)
+    return LatentStore(Path(root) / "latents" / key, dataset, vae_sha256=vae_sha256, size=engine_config.size,
+                       load_kwargs=load_kwargs, keep=keep)
 
 
 def temporal_sample(dataset, n: int, seed: int) -> list[str]:
@@ -101,11 +138,13 @@ class SetAudit:
 def audit_synthetic_set(engine: AuditEngine, dataset, set_name: str, *, top: int = 10,
                         temporal_videos: Collection[str] | None = None, progress: Progress | None = None,
                         frame_embeddings: dict[str, np.ndarray] | None = None,
-                        clip: ClipSpec | None = None) -> SetAudit:
+                        clip: ClipSpec | None = None, latents=None) -> SetAudit:
     """Score every video of ``dataset`` against the training set (see :class:`SetAudit`).
 
     ``temporal_videos``: the names of the videos given temporal curves (None: every video).
     ``frame_embeddings``: if given, filled with each video's (T', D) frame embeddings.
+    ``latents``: a :class:`~echoaudit.latent_store.LatentStore` of ``dataset`` read this
+    way (:func:`latent_store_for`): stored latents are used, missing ones stored.
     ``clip``: score each video conformed to this clip spec (:func:`clip_load_kwargs`);
     None scores the videos as stored. Frame numbers in both tables (``best_query_frame``,
     ``frame``) are frames of the stored video either way (:func:`clip_source_frames`, from
@@ -121,7 +160,7 @@ def audit_synthetic_set(engine: AuditEngine, dataset, set_name: str, *, top: int
         rows = []
         for i in tqdm(range(n), desc=f"auditing {set_name}", unit="video", leave=False):
             rows.append(_score_video(engine, videos, dataset, i, set_name, top=top, wanted=wanted, clip=clip,
-                                     frame_embeddings=frame_embeddings))
+                                     frame_embeddings=frame_embeddings, latents=latents))
             if progress is not None:
                 progress((i + 1) / n, f"{set_name}: {i + 1}/{n} videos")
     return _set_audit(rows)
@@ -132,13 +171,22 @@ _VideoRows = tuple[pd.DataFrame, "pd.DataFrame | None", dict, dict]
 
 def _score_video(engine: AuditEngine, videos, dataset, i: int, set_name: str, *, top: int,
                  wanted: set[str] | None, clip: ClipSpec | None,
-                 frame_embeddings: dict[str, np.ndarray] | None = None) -> _VideoRows:
+                 frame_embeddings: dict[str, np.ndarray] | None = None, latents=None) -> _VideoRows:
     """Video ``i`` of ``dataset`` (decoded by ``videos``, a VideoPrefetcher): its rows of
-    the four :class:`SetAudit` tables (scores, temporal or None, embedding, first frame)."""
+    the four :class:`SetAudit` tables (scores, temporal or None, embedding, first frame).
+    ``latents``: the data set's :class:`~echoaudit.latent_store.LatentStore` (read with
+    the same clip and stride): its latents are used when stored, and stored when not."""
     stride = engine.config.frame_stride
     _, keep = clip_load_kwargs(clip, stride)
     name = dataset.names[i]
-    emb = engine.embed_frames(videos.get(i).frames[:keep])
+    if latents is None:
+        emb = engine.embed_frames(videos.get(i).frames[:keep])
+    elif latents.has(i):  # encoded before: no decoding, no VAE
+        emb = engine.embed_latents(latents.get(i))
+    else:
+        lat = engine.encode(videos.get(i).frames[:keep])
+        latents.put(i, lat)
+        emb = engine.embed_latents(lat)
     if frame_embeddings is not None:
         frame_embeddings[name] = emb
     frames = _stored_frames(dataset.row(i), clip, stride, len(emb))
@@ -193,14 +241,9 @@ def set_audit_fingerprint(engine: AuditEngine, dataset, set_name: str, *, index_
     the set's FileList.csv, its videos (name, size and modification time of each file: a
     set generated again under the same FileList) and the videos given temporal curves
     (None: all of them)."""
+    from echoaudit.latent_store import videos_digest
+
     filelist = Path(dataset.root) / "FileList.csv"
-    videos = hashlib.sha256()
-    for name, path in zip(dataset.names, dataset.table["path"]):
-        try:
-            st = os.stat(path)
-            videos.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-        except OSError:  # scoring it will say what is wrong
-            videos.update(f"{name}\0missing\n".encode())
     return {
         "index": index_fingerprint,
         "engine": asdict(engine.config),
@@ -209,7 +252,7 @@ def set_audit_fingerprint(engine: AuditEngine, dataset, set_name: str, *, index_
         "set": str(set_name),
         "filelist_sha256": sha256_file(filelist) if filelist.is_file() else None,
         "n_videos": len(dataset),
-        "videos": videos.hexdigest(),
+        "videos": videos_digest(dataset),
         "temporal_videos": None if temporal_videos is None else sorted(str(v) for v in temporal_videos),
     }
 
@@ -269,12 +312,14 @@ def open_set_partial(chunk_dir: Path, set_name: str, names: list[str], chunk: in
 
 
 def score_chunk(engine: AuditEngine, videos, dataset, a: int, b: int, set_name: str, *, top: int,
-                wanted: set[str] | None, clip: ClipSpec | None, tick: Callable[[], None] = lambda: None) -> SetAudit:
+                wanted: set[str] | None, clip: ClipSpec | None, tick: Callable[[], None] = lambda: None,
+                latents=None) -> SetAudit:
     """The :class:`SetAudit` of videos ``a`` .. ``b - 1`` of ``dataset`` (decoded by
     ``videos``, a VideoPrefetcher made with :func:`clip_load_kwargs`); ``tick()`` after each."""
     rows = []
     for i in range(a, b):
-        rows.append(_score_video(engine, videos, dataset, i, set_name, top=top, wanted=wanted, clip=clip))
+        rows.append(_score_video(engine, videos, dataset, i, set_name, top=top, wanted=wanted, clip=clip,
+                                 latents=latents))
         tick()
     return _set_audit(rows)
 
@@ -295,7 +340,7 @@ def write_set_chunk(chunk_dir: Path, c: int, part: SetAudit, fingerprint: dict, 
 def audit_synthetic_set_chunked(engine: AuditEngine, dataset, set_name: str, *, chunk_dir: str | Path,
                                 fingerprint: dict, chunk: int = 256, top: int = 10,
                                 temporal_videos: Collection[str] | None = None, progress: Progress | None = None,
-                                clip: ClipSpec | None = None) -> SetAudit:
+                                clip: ClipSpec | None = None, latents=None) -> SetAudit:
     """:func:`audit_synthetic_set`, scored in chunks of ``chunk`` videos (in dataset order)
     that a later call resumes from; the result is the same DataFrames.
 
@@ -344,7 +389,8 @@ def audit_synthetic_set_chunked(engine: AuditEngine, dataset, set_name: str, *, 
         for c, (a, b) in enumerate(bounds):
             if parts[c] is not None:
                 continue
-            part = score_chunk(engine, videos, dataset, a, b, set_name, top=top, wanted=wanted, clip=clip, tick=tick)
+            part = score_chunk(engine, videos, dataset, a, b, set_name, top=top, wanted=wanted, clip=clip, tick=tick,
+                               latents=latents)
             parts[c] = write_set_chunk(chunk_dir, c, part, fingerprint, a, names[a:b])
     return _join_audits(parts)
 

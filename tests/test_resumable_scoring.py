@@ -47,15 +47,16 @@ def assert_same(a: SetAudit, b: SetAudit) -> None:
 
 
 def count_embeds(monkeypatch, engine) -> list[int]:
-    """A list that grows by one each time ``engine`` embeds a video's frames."""
+    """A list that grows by one each time ``engine`` VAE-encodes a video's frames (with or
+    without a latent store; a video whose latents are stored is not encoded)."""
     calls = []
-    original = engine.embed_frames
+    original = engine.encode
 
     def counting(frames):
         calls.append(1)
         return original(frames)
 
-    monkeypatch.setattr(engine, "embed_frames", counting)
+    monkeypatch.setattr(engine, "encode", counting)
     return calls
 
 

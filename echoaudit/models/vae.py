@@ -127,7 +127,10 @@ class FrameVAE:
         """(N, H, W) frames in [0, 1] -> (N, C, H/8, W/8) scaled latents (posterior mean)."""
         x = self._to_input(frames).to(self.vae.device)  # a model moved to a GPU (Ray workers) encodes there
         out = [self.vae.encode(x[i : i + batch_size]).latent_dist.mean for i in range(0, len(x), batch_size)]
-        return (torch.cat(out) * self.scaling_factor).cpu()
+        # Contiguous (the convolutions leave them channels-last): latents read back from a
+        # store or a file are contiguous, and the re-ID gives other low bits for the other
+        # memory layout, so every path hands it the same layout.
+        return (torch.cat(out) * self.scaling_factor).cpu().contiguous()
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, *, batch_size: int = 16) -> torch.Tensor:
