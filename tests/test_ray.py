@@ -116,3 +116,21 @@ def test_ray_missing_or_bad_address_is_a_clear_error(tmp_path):
     with pytest.raises(EchoAuditError, match="--ray takes"):
         with ray_cluster(""):
             pass
+
+
+def test_cli_audit_with_ray_local(ray_built, tmp_path):
+    """`echoaudit audit --synthetic ... --ray local`: a fresh process starts its own local
+    Ray cluster, scores the set on it and stores what a local audit gives."""
+    local_ws, _ = ray_built
+    shutil.copytree(local_ws.root.parent, tmp_path, dirs_exist_ok=True, symlinks=True)
+    ws = Workspace(tmp_path / "ws")
+    name = ws.synthetic_names[-1]
+    folder = ws.synthetic(name).root
+    top = int(ws.manifest["build"]["top"])
+    reference = audit_synthetic_set(ws.engine, ws.synthetic(name), "viaray", top=top, clip=ws.clip_spec).scores
+    res = subprocess.run([sys.executable, "-m", "echoaudit", "audit", "--workspace", str(ws.root), "--synthetic",
+                          str(folder), "--name", "viaray", "--ray", "local", "--n-boot", "50"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    pd.testing.assert_frame_equal(Workspace(ws.root).synthetic_scores("viaray"), reference, check_exact=True)
+    assert "Traceback" not in res.stderr  # no stack traces from Ray on a run that worked
