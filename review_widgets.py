@@ -18,11 +18,12 @@ import streamlit as st
 import widgets
 from echoaudit.audit.scale import to_logit
 from echoaudit.errors import EchoAuditError
+from echoaudit.pickers import MAX_OPTIONS
 from echoaudit.review import DB_ENV, DB_FILE, VERDICTS
 from echoaudit.review.view import open_store, record_for_pair, review_view
 
-__all__ = ["VERDICT_LABELS", "decisions_version", "rule_in_use", "review_data", "reviewer_name", "decision_panel", "review_queue_panel",
-           "release_download"]
+__all__ = ["VERDICT_LABELS", "decisions_version", "rule_in_use", "review_data", "decision_history", "reviewer_name",
+           "decision_panel", "review_queue_panel", "release_download"]
 
 VERDICT_LABELS = {"confirmed_copy": "Confirmed copy", "not_a_copy": "Not a copy", "unsure": "Unsure"}
 assert set(VERDICT_LABELS) == set(VERDICTS)
@@ -56,6 +57,18 @@ def review_data(ws, synthetic: str, threshold: float, score_column: str = "score
     return _review_data(str(ws.root), synthetic, float(threshold), decisions_version(ws), score_column)
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
+def _history(root: str, synthetic: str, version: tuple) -> pd.DataFrame:
+    with open_store(widgets.open_workspace(root), create=False) as store:
+        return store.history(synthetic_set=synthetic)
+
+
+def decision_history(ws, synthetic: str) -> pd.DataFrame:
+    """Every decision on the set, oldest first (what one pair's verdict panel needs; not
+    the whole review view, whose flags and queue cost seconds at 100,000 videos)."""
+    return _history(str(ws.root), synthetic, decisions_version(ws))
+
+
 def reviewer_name() -> str:
     """The reviewer's name (a text box, remembered for the session)."""
     if "reviewer_name" not in st.session_state:
@@ -67,8 +80,7 @@ def reviewer_name() -> str:
 
 def decision_panel(ws, synthetic: str, video: str, train_video: str, threshold: float, rule: str, *, key: str) -> None:
     """Verdict buttons for one pair, its current verdict and its history."""
-    rev = review_data(ws, synthetic, threshold)
-    hist = rev["history"]
+    hist = decision_history(ws, synthetic)
     pair = hist[(hist["synthetic_video"] == video) & (hist["train_video"] == train_video)]
     if len(pair):
         last = pair.iloc[-1]
@@ -108,17 +120,23 @@ def review_queue_panel(ws, synthetic: str, threshold: float, rule: str) -> None:
     if todo.empty:
         st.caption("Nothing to review at this threshold: no flagged or borderline video.")
         return
-    shown = todo.assign(logit=to_logit(todo["score"].to_numpy(dtype=float)),
-                        decided_at=todo["decided_at"].dt.strftime("%Y-%m-%d %H:%M UTC"))
+    # Thousands may wait at EchoNet size: one page of the queue, the whole of it as CSV.
+    page = widgets.table_page(todo, key="review_queue", what="videos in the queue",
+                              csv_name=f"{synthetic}_review_queue.csv")
+    shown = page.assign(logit=to_logit(page["score"].to_numpy(dtype=float)),
+                        decided_at=page["decided_at"].dt.strftime("%Y-%m-%d %H:%M UTC"))
     st.dataframe(shown[["status", "query", "train_video", "train_patient", "logit", "verdict", "reviewer", "decided_at"]],
                  hide_index=True, width="stretch", key="review_queue_table",
                  column_config={"query": "synthetic video", "train_video": "best training match",
                                 "train_patient": "patient", "logit": st.column_config.NumberColumn("re-ID logit", format="%.2f")})
-    options = list(todo["query"])
-    if st.session_state.get("review_video") not in options:
-        st.session_state["review_video"] = options[0]
-    video = st.selectbox("Review", options, key="review_video",
-                         format_func=lambda v: f"{v} ({todo.set_index('query').at[v, 'status']})")
+    status = dict(zip(todo["query"], todo["status"]))
+    video = widgets.video_picker(
+        "Review", todo["query"].tolist(), todo["query"].head(MAX_OPTIONS), key="review_video",
+        also=todo["train_patient"].astype(str).tolist(),
+        shortlist_note="The queue's first videos (undecided flagged ones first); type a video or training patient "
+                       "to find any other", format_func=lambda v: f"{v} ({status.get(v, '')})")
+    if video is None:
+        return
     row = todo.set_index("query").loc[video]
     c1, c2 = st.columns([3, 1])
     c1.caption(f"Best training match {row['train_video']} (patient {row['train_patient']}), re-ID logit "
@@ -138,5 +156,7 @@ def release_download(ws, synthetic: str, threshold: float, logit: float) -> None
                        file_name=f"{synthetic}_release_logit{logit:.2f}.csv", mime="text/csv", key="privacy_download")
     st.caption(rev["release_sentence"])
     if len(rel.false_alarms):
-        st.dataframe(rel.false_alarms.assign(decided_at=rel.false_alarms["decided_at"].dt.strftime("%Y-%m-%d %H:%M UTC")),
+        fa = widgets.table_page(rel.false_alarms, key="review_false_alarms", what="false alarms",
+                                csv_name=f"{synthetic}_false_alarms.csv")
+        st.dataframe(fa.assign(decided_at=fa["decided_at"].dt.strftime("%Y-%m-%d %H:%M UTC")),
                      hide_index=True, width="stretch", key="review_false_alarms")

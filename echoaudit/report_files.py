@@ -41,7 +41,10 @@ from echoaudit.report import (
 from echoaudit.filters import filters_view
 from echoaudit.utility_view import display_table, finite, utility_results
 
-__all__ = ["write_report", "zip_folder", "report_folder"]
+__all__ = ["write_report", "zip_folder", "report_folder", "HTML_ROWS", "FILTER_ROWS"]
+
+#: Disagreements of a second filter shown (with thumbnails) in report.html.
+FILTER_ROWS = 200
 
 
 def _rate(check: dict | None) -> str:
@@ -197,8 +200,31 @@ table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:
 th{background:#f3f3f3}.note{color:#555}"""
 
 
-def _table_html(df: pd.DataFrame, max_rows: int = 50) -> str:
-    return df.head(max_rows).to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0)
+#: Rows of a table shown in report.html; every row is in tables/<name>.csv beside it, so the
+#: HTML's size does not grow with the number of videos.
+HTML_ROWS = 50
+
+
+def _csv_link(csv: str) -> str:
+    path = f"tables/{csv}.csv"
+    return f"<a href='{html.escape(path)}'>{html.escape(path)}</a>"
+
+
+def _table_html(df: pd.DataFrame, max_rows: int = HTML_ROWS, csv: str | None = None) -> str:
+    """The first ``max_rows`` rows as an HTML table, with a note of how many there are and
+    the CSV (``tables/<csv>.csv``) that holds them all when rows were left out."""
+    out = df.head(max_rows).to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0)
+    if len(df) > max_rows:
+        where = f"; all of them in {_csv_link(csv)}" if csv else ""
+        out = f"<p class='note'>The first {max_rows:,} of {len(df):,} rows{where}.</p>" + out
+    return out
+
+
+def _tables_html(tables: dict[str, pd.DataFrame]) -> str:
+    """The CSV files beside the report, with their row counts."""
+    rows = "".join(f"<tr><td>{_csv_link(k)}</td><td>{len(df):,}</td></tr>" for k, df in tables.items())
+    return ("<h2>Tables (CSV, beside this file)</h2><p class='note'>Every row of every table; the sections above "
+            f"show the first rows.</p><table><tr><th>file</th><th>rows</th></tr>{rows}</table>")
 
 
 def write_report(ws, out_dir: str | Path, *, percentile: float = 95.0, synthetic: str | None = None,
@@ -394,12 +420,17 @@ def _filters_html(ws, name: str, filt: list[dict]) -> str:
         d = f["disagreements"]
         if d.empty:
             continue
+        # thumbnails of the rows shown only; every disagreement is in the CSV
+        n_all, d = len(d), d.head(FILTER_ROWS)
         syn = video_thumbnails(ws.synthetic(name), list(d["query"]))
         train = video_thumbnails(ws.train, list(pd.unique(pd.concat([d["train_first"], d["train_second"]]))))
         img = lambda uri: f"<img src='{uri}' width='64' height='64'>"
+        if n_all > len(d):
+            csv = _csv_link(f"filter_{f['name']}_disagreements")
+            parts.append(f"<p class='note'>The first {len(d):,} of {n_all:,} disagreements; all of them in {csv}.</p>")
         rows = ["<table><tr><th>synthetic</th><th>video</th><th>flagged by</th><th>workspace logit</th>"
                 "<th>best match (workspace)</th><th>other score</th><th>best match (other)</th></tr>"]
-        for r in d.head(200).itertuples():
+        for r in d.itertuples():
             who = "this workspace only" if r.flagged_first else f"{f['name']} only"
             rows.append(f"<tr><td>{img(syn[r.query])}</td><td>{html.escape(r.query)}</td><td>{html.escape(who)}</td>"
                         f"<td>{to_logit(r.score_first):.2f}</td><td>{img(train[r.train_first])}<br>"
@@ -428,21 +459,21 @@ def _html(ws, name, numbers, figs, tables, summary, png_error, created, conv=Non
         first = False
     parts.append("<h2>Flagged synthetic videos</h2>")
     flagged = tables["flags"][tables["flags"]["flagged"]]
-    parts.append(_table_html(flagged) if len(flagged) else "<p>None at this threshold.</p>")
+    parts.append(_table_html(flagged, csv="flags") if len(flagged) else "<p>None at this threshold.</p>")
     parts.append("<h2>Reviewer decisions</h2>")
     cur = tables["decisions_current"]
     parts.append(f"<p>{html.escape(summary['review']['sentence'])} {html.escape(summary['review']['release_sentence'])}</p>")
     if len(cur):
         shown = cur[["synthetic_video", "train_video", "train_patient", "verdict", "reviewer", "decided_at", "score",
                      "threshold", "note"]].assign(decided_at=lambda d: d["decided_at"].dt.strftime("%Y-%m-%d %H:%M UTC"))
-        parts.append(_table_html(shown, max_rows=200))
+        parts.append(_table_html(shown, max_rows=200, csv="decisions_current"))
     else:
         parts.append("<p>No decisions recorded yet.</p>")
     fa = tables["false_alarms"]
     if len(fa):
-        parts.append("<h3>Flagged videos kept as false alarms</h3>" + _table_html(fa, max_rows=200))
+        parts.append("<h3>Flagged videos kept as false alarms</h3>" + _table_html(fa, max_rows=200, csv="false_alarms"))
     parts.append("<h2>Training patients re-identified</h2>")
-    parts.append(_table_html(tables["per_patient"]) if len(tables["per_patient"]) else "<p>None.</p>")
+    parts.append(_table_html(tables["per_patient"], csv="per_patient") if len(tables["per_patient"]) else "<p>None.</p>")
     parts.append(filters_html)
     if conv is not None:
         parts.append("<h2>Published conventions (first frame only)</h2>"
@@ -452,6 +483,7 @@ def _html(ws, name, numbers, figs, tables, summary, png_error, created, conv=Non
     parts.append("<h2>Coverage by EF and view</h2>" + _table_html(tables["coverage_by_ef"]) + _table_html(tables["coverage_by_view"]))
     parts.append(_utility_html(util, util_error))
     parts.append("<h2>Models (fingerprints)</h2>" + _table_html(tables["models"]))
+    parts.append(_tables_html(tables))
     settings = {"threshold": summary["threshold"], "engine": summary["engine"],
                 "index": {k: v for k, v in summary["index"].items() if k != "path"},
                 "build": ws.manifest.get("build", {}), "data": ws.manifest.get("data", {})}

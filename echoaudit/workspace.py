@@ -90,6 +90,8 @@ class Workspace:
         self.root = Path(root).resolve()
         self.manifest = load_manifest(self.root)
         self._lock = threading.Lock()
+        self._synthetic_lock = threading.Lock()  # not _lock: held while a query runs
+        self._synthetic_sets: dict = {}
 
     @staticmethod
     def exists(root: str | Path) -> bool:
@@ -171,12 +173,19 @@ class Workspace:
         return list(self.manifest.get("synthetic", {}))
 
     def synthetic(self, name: str):
+        """The synthetic set ``name`` (an EchoNetDataset), opened and checked once per
+        Workspace: opening reads the first bytes of every video (a second at 10,000
+        videos), and the manifest this Workspace read names the set as it was then."""
         from echoaudit.data.echonet import EchoNetDataset
 
         sets = self.manifest.get("synthetic", {})
         if name not in sets:
             raise EchoAuditError(f"no synthetic set {name!r} in this workspace; it has: {', '.join(sets) or 'none'}")
-        return EchoNetDataset.open(self.path(sets[name]["path"]))
+        with self._synthetic_lock:
+            ds = self._synthetic_sets.get(name)
+            if ds is None:
+                ds = self._synthetic_sets[name] = EchoNetDataset.open(self.path(sets[name]["path"]))
+        return ds
 
     # --- models -------------------------------------------------------------------------
     @cached_property

@@ -7,6 +7,7 @@ import streamlit as st
 
 import widgets
 from echoaudit import figures as F
+from echoaudit import pickers
 from echoaudit.audit.scale import to_logit
 
 ws = widgets.page_setup()
@@ -58,8 +59,10 @@ picked = widgets.selected_videos(event)
 train_names = set(covered["train_video"])
 picked = [v for v in picked if v in train_names]
 if picked:
-    rows = covered.set_index("train_video").loc[picked].reset_index()
-    th = widgets.thumbnails(root, "train", tuple(picked[:60]))
+    # a lasso over an EchoNet-size map can pick thousands: one page, thumbnails for its rows
+    rows = widgets.table_page(covered.set_index("train_video").loc[picked].reset_index(), key="coverage_picked",
+                              what="selected training videos", csv_name=f"{name}_selected_training_videos.csv")
+    th = widgets.thumbnails(root, "train", tuple(rows["train_video"]))
     st.dataframe(pd.DataFrame({"thumbnail": rows["train_video"].map(th), "training video": rows["train_video"],
                                "patient": rows["train_patient"], "EF (%)": rows["EF"], "view": rows["View"],
                                "covered": rows["covered"], "synthetic hits": rows["n_hits"],
@@ -75,6 +78,26 @@ else:
     n_pat = covered.groupby("train_patient")["covered"].any()
     st.caption(f"No point selected. {int((~covered['covered']).sum())} of {len(covered)} training videos and "
                f"{int((~n_pat).sum())} of {len(n_pat)} training patients are not covered.")
+
+st.subheader("Find training videos")
+c1, c2 = st.columns([1, 2])
+which = c1.radio("List", ["not covered", "covered", "all"], key="coverage_list", horizontal=True)
+query = c2.text_input("Find a training video or patient", key="coverage_search",
+                      placeholder="part of a video name or patient ID")
+listed = covered if which == "all" else covered[covered["covered"] == (which == "covered")]
+listed = pickers.search_table(listed, query, ["train_video", "train_patient"])
+if which != "not covered":  # the most often made first
+    listed = listed.sort_values(["n_hits", "train_video"], ascending=[False, True], kind="mergesort")
+rows = widgets.table_page(listed, key="coverage_rows", what="training videos",
+                          csv_name=f"{name}_training_videos_{which.replace(' ', '_')}.csv")
+st.dataframe(pd.DataFrame({"training video": rows["train_video"], "patient": rows["train_patient"],
+                           "EF (%)": rows["EF"], "view": rows["View"], "covered": rows["covered"],
+                           "synthetic hits": rows["n_hits"],
+                           "best logit": [None if pd.isna(p) else to_logit(p) for p in rows["best_score"]]}),
+             hide_index=True, width="stretch", key="coverage_table",
+             column_config={"best logit": st.column_config.NumberColumn("best re-ID logit", format="%.2f")})
+if len(listed) == 0:
+    st.caption("No training video matches." if query.strip() else f"No training video is {which}.")
 
 left, right = st.columns(2)
 left.plotly_chart(F.coverage_bars(view["by_ef"], by_label="EF bin (%)"), key="coverage_ef")

@@ -8,6 +8,7 @@ import streamlit as st
 import review_widgets
 import widgets
 from echoaudit import figures as F
+from echoaudit import pickers
 from echoaudit.audit.scale import to_logit
 from echoaudit.data.video import resize_frames
 from echoaudit.errors import EchoAuditError
@@ -44,11 +45,22 @@ elif source == "Generate":
             frames, name = resize_frames(u8, ws.size), f"{gen}-seed{seed}-ef{ef:g}"
 else:
     sets = ["heldout"] + ws.synthetic_names
-    c1, c2 = st.columns(2)
+    c1, c2, c3 = st.columns([1, 1, 2])
     set_name = c1.selectbox("Set", sets, key="inspect_set",
                             format_func=lambda s: "real held-out" if s == "heldout" else f"synthetic: {s}")
     ds = ws.heldout if set_name == "heldout" else ws.synthetic(set_name)
-    name = c2.selectbox("Video", ds.names, key="inspect_video")
+    # A set may hold 100,000 videos: offer the highest re-ID scores first (the flagged
+    # ones at the top), and any other by typing part of its name or patient.
+    best = widgets.best_scores(root, set_name)
+    t_pick = widgets.current_threshold(ws)
+    score_of = best.set_index("query")["score"]
+    name = widgets.video_picker(
+        "Video", ds.names, best["query"].head(pickers.MAX_OPTIONS), key="inspect_video", also=ds.patients,
+        columns=(c2, c3), shortlist_note="Highest best-match scores first, flagged ones marked; type to find any other",
+        format_func=lambda v: v if v not in score_of.index else
+        f"{v} · logit {to_logit(score_of[v]):.2f}{' · flagged' if score_of[v] >= t_pick else ''}")
+    if name is None:
+        st.stop()
     frames, fps = widgets.workspace_video(root, set_name, name)
 
 if frames is None:

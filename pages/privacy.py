@@ -84,7 +84,9 @@ flagged = view["flags"][view["flags"]["flagged"]]
 if flagged.empty:
     st.success("No synthetic video reaches the threshold.")
 else:
-    shown = flagged.head(100)
+    # Thumbnails are decoded for the rows of this page only; the whole list is a CSV.
+    shown = widgets.table_page(flagged, key="privacy_flagged", what="flagged videos",
+                               csv_name=f"{name}_flagged_logit{x:.2f}.csv")
     syn_th = widgets.thumbnails(root, name, tuple(shown["query"]))
     train_th = widgets.thumbnails(root, "train", tuple(shown["train_video"].unique()))
     st.dataframe(pd.DataFrame({"synthetic": shown["query"].map(syn_th), "synthetic video": shown["query"],
@@ -96,8 +98,6 @@ else:
                                 "training": st.column_config.ImageColumn("best training match"),
                                 "logit": st.column_config.NumberColumn("re-ID logit", format="%.2f"),
                                 "probability": st.column_config.NumberColumn("probability", format="%.6f")})
-    if len(flagged) > len(shown):
-        st.caption(f"First {len(shown)} of {len(flagged)} shown; the report lists all.")
 
 filters = widgets.filter_data(root, name, float(t))
 if filters:
@@ -124,6 +124,8 @@ for f in filters:
     if d.empty:
         st.success("The two filters give every synthetic video the same verdict.")
         continue
+    d = widgets.table_page(d, key=f"privacy_filter_{f['name']}_rows", what="disagreements",
+                           csv_name=f"{name}_{f['name']}_disagreements.csv")
     syn_th = widgets.thumbnails(root, name, tuple(d["query"]))
     train_th = widgets.thumbnails(root, "train", tuple(pd.unique(pd.concat([d["train_first"], d["train_second"]]))))
     st.dataframe(pd.DataFrame({
@@ -148,8 +150,9 @@ pp = view["per_patient"]
 if pp.empty:
     st.caption("None at this threshold.")
 else:
-    st.dataframe(pp.assign(train_videos=pp["train_videos"].map(", ".join),
-                           max_logit=to_logit(pp["max_score"].to_numpy(dtype=float))),
+    pp = pp.assign(train_videos=pp["train_videos"].map(", ".join), max_logit=to_logit(pp["max_score"].to_numpy(dtype=float)))
+    st.dataframe(widgets.table_page(pp, key="privacy_patients", what="patients",
+                                    csv_name=f"{name}_patients_logit{x:.2f}.csv"),
                  hide_index=True, width="stretch",
                  column_order=["train_patient", "n_flagged", "n_train_videos", "max_logit", "max_score", "train_videos"],
                  column_config={"train_patient": "patient", "n_flagged": "flagged synthetic videos",

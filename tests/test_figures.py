@@ -131,3 +131,55 @@ def test_temporal_figures():
     # an EchoNet-size set: quartiles and outliers, not 10,000 points
     big = pd.DataFrame({"set": ["gen"] * (F.MAX_BOX_POINTS + 1), "mean": np.linspace(0, 1, F.MAX_BOX_POINTS + 1)})
     assert F.temporal_distribution_figure(big, "mean", "mean").data[0].boxpoints == "outliers"
+
+
+def test_box_summary_matches_numpy_and_tukey_whiskers():
+    rng = np.random.default_rng(0)
+    v = np.r_[rng.normal(0.8, 0.02, 5_000), [0.1, 0.2, 1.5]]
+    b = F.box_summary(v)
+    q1, med, q3 = np.percentile(v, [25, 50, 75])
+    assert (b["q1"], b["median"], b["q3"]) == pytest.approx((q1, med, q3))
+    iqr = q3 - q1
+    inside = v[(v >= q1 - 1.5 * iqr) & (v <= q3 + 1.5 * iqr)]
+    assert b["lowerfence"] == inside.min() and b["upperfence"] == inside.max()
+    assert b["n"] == len(v) and b["n_outliers"] == int(np.sum((v < q1 - 1.5 * iqr) | (v > q3 + 1.5 * iqr)))
+    assert {0.1, 0.2, 1.5} <= set(b["outliers"].tolist())
+    few = F.box_summary(v, max_outliers=5)
+    assert len(few["outliers"]) == 5 and few["outliers"][0] == 0.1 and few["outliers"][-1] == 1.5  # extremes kept
+    assert F.box_summary([np.nan])["n"] == 0
+
+
+def test_distribution_figure_size_does_not_grow_with_the_set():
+    def spec_values(n):
+        rng = np.random.default_rng(1)
+        summ = pd.DataFrame({"set": ["real held-out"] * 48 + ["gen"] * n,
+                             "mean": np.r_[rng.uniform(0.7, 1, 48), rng.normal(0.8, 0.05, n)]})
+        fig = F.temporal_distribution_figure(summ, "mean", "mean")
+        return sum(len(np.atleast_1d(np.asarray(t.y, dtype=object)).ravel()) if t.q1 is None else
+                   sum(len(s) for s in t.y) for t in fig.data), fig
+
+    small, _ = spec_values(F.MAX_BOX_POINTS)
+    n10k, fig = spec_values(10_000)
+    n100k, _ = spec_values(100_000)
+    assert small == 48 + F.MAX_BOX_POINTS
+    assert n10k < 48 + 500 and n100k < 48 + F.MAX_BOX_POINTS + 1  # outliers only, capped
+    box = fig.data[1]
+    assert box.name == "gen (n=10000)" and box.q1 is not None and box.boxpoints == "outliers"
+    # no outlier: no sample at all (an empty one makes plotly.js drop the box)
+    flat = pd.DataFrame({"set": ["gen"] * (F.MAX_BOX_POINTS + 1), "mean": np.linspace(0, 1, F.MAX_BOX_POINTS + 1)})
+    assert F.temporal_distribution_figure(flat, "mean", "mean").data[0].y is None
+
+
+def test_scatters_draw_a_bounded_sample():
+    n = F.MAX_SCATTER_POINTS + 500
+    coords = pd.DataFrame({"set": ["train"] * 3 + ["gen"] * n, "video": ["a", "b", "c"] + [f"g{i}" for i in range(n)],
+                           "pc1": np.arange(n + 3.0), "pc2": np.arange(n + 3.0)})
+    covered = pd.DataFrame({"train_video": ["a", "b", "c"], "covered": [True, False, False]})
+    fig = F.coverage_map(coords, covered, "gen")
+    assert [list(t.customdata) for t in fig.data[:2]] == [["a"], ["b", "c"]]  # every training video
+    assert len(fig.data[2].x) == F.MAX_SCATTER_POINTS and f"of {n:,} drawn" in fig.data[2].name
+    pts = pd.DataFrame({"FileName": [f"g{i}" for i in range(n)], "EF_requested": np.linspace(20, 70, n),
+                        "EF_predicted": np.linspace(25, 75, n)})
+    fig = F.ef_agreement_scatter(pts)
+    assert len(fig.data[1].x) == F.MAX_SCATTER_POINTS and "drawn" in fig.data[1].name
+    assert len(F.ef_agreement_scatter(pts.head(10)).data[1].x) == 10

@@ -144,3 +144,35 @@ def test_errors():
         summarise_curves({"x": [1.0]}, {"x": "fake"})
     with pytest.raises(ValueError, match=r"curves\['x'\] has 1 value\(s\) outside"):
         summarise_curves({"x": [1.0, -3.0]}, {"x": "real"})
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_summarise_segments_equals_summarise_curves(seed):
+    from echoaudit.audit.temporal import summarise_segments
+
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 9, size=40)
+    names = [f"v{i:02d}" for i in rng.permutation(len(lengths))]
+    kinds = [("real", "synthetic")[i % 2] for i in range(len(lengths))]
+    values = rng.uniform(-1, 1, size=int(lengths.sum()))
+    starts = np.r_[0, np.cumsum(lengths)[:-1]]
+    times = np.concatenate([np.cumsum(rng.uniform(0.01, 0.1, n)) for n in lengths])
+    curves = {n: values[a:a + k] for n, a, k in zip(names, starts, lengths)}
+    tt = {n: times[a:a + k] for n, a, k in zip(names, starts, lengths)}
+    for drop_at in (0.5, -0.2):
+        want = summarise_curves(curves, dict(zip(names, kinds)), drop_at=drop_at, times=tt)
+        got = summarise_segments(names, kinds, values, starts, drop_at=drop_at, times=times)
+        pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-12)
+    no_times = summarise_segments(names, kinds, values, starts)
+    assert no_times["drop_s"].isna().all()
+
+
+def test_summarise_segments_errors_name_the_curve():
+    from echoaudit.audit.temporal import summarise_segments
+
+    with pytest.raises(ValueError, match=r"curves\['b'\] has 1 value\(s\) outside \[-1, 1\]"):
+        summarise_segments(["a", "b"], ["real", "real"], np.array([1.0, 0.5, 1.0, 3.0]), np.array([0, 2]))
+    with pytest.raises(ValueError, match="starts must begin at 0"):
+        summarise_segments(["a", "b"], ["real", "real"], np.array([1.0, 0.5]), np.array([1, 2]))
+    with pytest.raises(ValueError, match=r"times\['a'\] must be 2 finite, strictly increasing"):
+        summarise_segments(["a"], ["real"], np.array([1.0, 0.5]), np.array([0]), times=np.array([0.1, 0.1]))

@@ -30,6 +30,7 @@ __all__ = [
     "resample_curve",
     "sample_spread_over_patients",
     "summarise_curves",
+    "summarise_segments",
 ]
 
 KINDS: tuple[str, ...] = ("real", "synthetic")
@@ -254,4 +255,82 @@ def summarise_curves(
     out = out.astype({"name": str, "kind": str, "n_frames": np.int64, "mean": np.float64, "min": np.float64,
                       "drop_s": np.float64})
     out["first_drop"] = pd.array([r["first_drop"] for r in rows], dtype="Int64")
+    return out.sort_values(["kind", "name"], kind="mergesort").reset_index(drop=True)
+
+
+def summarise_segments(
+    names: Sequence[str],
+    kinds: Sequence[str],
+    values: np.ndarray,
+    starts: np.ndarray,
+    *,
+    drop_at: float = 0.5,
+    times: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """:func:`summarise_curves` of curves stored end to end, in a few array operations
+    (tens of thousands of videos in milliseconds, where one call per curve takes seconds).
+
+    Curve i is ``values[starts[i]:starts[i + 1]]`` (the last runs to the end), named
+    ``names[i]`` with kind ``kinds[i]``; ``times`` (same length as ``values``) gives each
+    point's seconds. The result equals ``summarise_curves({names[i]: curve i}, {names[i]:
+    kinds[i]}, drop_at=drop_at, times={names[i]: times of curve i})``: per curve ``mean``
+    and ``min`` over points 1.. (NaN for a single point), ``first_drop`` the first position
+    t >= 1 with ``c[t] < drop_at`` (NA if none), ``drop_s = times[first_drop]``.
+
+    Args:
+        names: (V,) distinct curve names; kinds: (V,) ``"real"`` or ``"synthetic"``.
+        values: (N,) curve points in [-1, 1], finite.
+        starts: (V,) int, starts[0] = 0, strictly increasing, < N.
+        drop_at: level in [-1, 1].
+        times: optional (N,) seconds, strictly increasing within each curve.
+
+    Returns:
+        the DataFrame of :func:`summarise_curves` (sorted by kind then name).
+
+    Raises:
+        ValueError: as :func:`summarise_curves` for a bad curve, time or kind (the check
+            falls back to it for the message), or for ``starts`` that do not cut ``values``.
+    """
+    level = _check_drop_at(drop_at)
+    v = np.asarray(values, dtype=np.float64)
+    st = np.asarray(starts, dtype=np.int64)
+    names = [str(n) for n in names]
+    kinds = [str(k) for k in kinds]
+    if v.ndim != 1 or st.ndim != 1 or len(names) != st.size or len(kinds) != st.size:
+        raise ValueError(f"values and starts must be 1-D with one start, name and kind per curve; got values "
+                         f"{v.shape}, starts {st.shape}, {len(names)} names, {len(kinds)} kinds")
+    if st.size == 0:
+        return summarise_curves({}, {}, drop_at=level)
+    if st[0] != 0 or np.any(np.diff(st) <= 0) or st[-1] >= v.size:
+        raise ValueError(f"starts must begin at 0 and increase strictly below {v.size}, got {st[:5].tolist()} ...")
+    if len(set(names)) != len(names):
+        raise ValueError("names must be distinct (one per curve)")
+    ends = np.r_[st[1:], v.size]
+    t = None if times is None else np.asarray(times, dtype=np.float64)
+    first = np.zeros(v.size, bool)
+    first[st] = True
+    bad_t = t is not None and (t.shape != v.shape or not np.all(np.isfinite(t)) or np.any(np.diff(t)[~first[1:]] <= 0))
+    if (not np.all(np.isfinite(v)) or np.any(np.abs(v) > 1.0) or bad_t or any(k not in KINDS for k in kinds)):
+        # the per-curve function finds the culprit and says what is wrong with it
+        return summarise_curves({n: v[a:b] for n, a, b in zip(names, st, ends)}, dict(zip(names, kinds)),
+                                drop_at=level,
+                                times=None if t is None or t.shape != v.shape else
+                                {n: t[a:b] for n, a, b in zip(names, st, ends)})
+    later = ends - st - 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.add.reduceat(np.where(first, 0.0, v), st) / later
+    low = np.minimum.reduceat(np.where(first, np.inf, v), st)
+    mean[later == 0], low[later == 0] = np.nan, np.nan
+    pos = np.arange(v.size)
+    hit = np.minimum.reduceat(np.where(~first & (v < level), pos, v.size), st)
+    dropped = hit < ends
+    first_drop = np.where(dropped, hit - st, 0)
+    drop_s = np.full(st.size, np.nan)
+    if t is not None:
+        drop_s[dropped] = t[hit[dropped]]
+    drop_pos = pd.array(first_drop, dtype="Int64")
+    drop_pos[~dropped] = pd.NA
+    out = pd.DataFrame({"name": names, "kind": kinds, "n_frames": (ends - st).astype(np.int64), "mean": mean,
+                        "min": low, "first_drop": drop_pos, "drop_s": drop_s})
+    out = out.astype({"name": str, "kind": str})
     return out.sort_values(["kind", "name"], kind="mergesort").reset_index(drop=True)
