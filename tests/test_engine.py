@@ -144,6 +144,27 @@ def test_the_shortlist_widens_past_one_long_video():
     exact = engine.score_embeddings(q, "q", exact=True)
     assert res.per_train["score"].iloc[0] == pytest.approx(exact.per_train["score"].iloc[0])
 
+    # One search serves every widening step: the pairs are those of searching again at
+    # k, 4k, 16k ... until rescore_videos videos are in (what the engine did before).
+    searches = []
+    original = index.search
+
+    def counting(queries, k):
+        searches.append(k)
+        return original(queries, k)
+
+    engine.index.search = counting
+    qi, ti = engine._shortlist(q)
+    assert searches == [8 * 16]
+    k = 8
+    while True:
+        _, ids = original(q, k)
+        if len(np.unique(meta["video"].to_numpy()[ids.reshape(-1)])) >= 5:
+            break
+        k *= 4
+    np.testing.assert_array_equal(ti, ids.reshape(-1))
+    np.testing.assert_array_equal(qi, np.repeat(np.arange(4), k))
+
 
 class _SharpStubReID(_StubReID):
     """Head logit = 30 cos: copies score logits near 30, where float32 probabilities are 1."""
