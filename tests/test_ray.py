@@ -128,8 +128,13 @@ def test_cli_audit_with_ray_local(ray_built, tmp_path):
     folder = ws.synthetic(name).root
     top = int(ws.manifest["build"]["top"])
     reference = audit_synthetic_set(ws.engine, ws.synthetic(name), "viaray", top=top, clip=ws.clip_spec).scores
+    # Byte-identical needs the same torch thread count as the reference (the Ray workers take
+    # the driver's); an earlier test of the session may have changed this process's.
+    import torch
+
     res = subprocess.run([sys.executable, "-m", "echoaudit", "audit", "--workspace", str(ws.root), "--synthetic",
-                          str(folder), "--name", "viaray", "--ray", "local", "--n-boot", "50"],
+                          str(folder), "--name", "viaray", "--ray", "local", "--n-boot", "50",
+                          "--threads", str(torch.get_num_threads())],
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     pd.testing.assert_frame_equal(Workspace(ws.root).synthetic_scores("viaray"), reference, check_exact=True)
