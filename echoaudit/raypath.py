@@ -269,7 +269,7 @@ def audit_set_chunks(workspace: str | Path, dataset, set_name: str, *, chunk_dir
     :func:`echoaudit.scoring.audit_synthetic_set_chunked`, which then joins them).
     Returns how many videos were scored here."""
     from echoaudit.index import _normalize_fingerprint
-    from echoaudit.scoring import SetAudit, open_set_partial, write_set_chunk
+    from echoaudit.scoring import SetAudit, emb_as_lists, open_set_partial, write_set_chunk
 
     note = progress or (lambda frac, msg: None)
     fingerprint = _normalize_fingerprint(fingerprint)
@@ -295,9 +295,8 @@ def audit_set_chunks(workspace: str | Path, dataset, set_name: str, *, chunk_dir
             c = int(r["c"])
             a, b = bounds[c]
             tables = {k: pd.read_parquet(io.BytesIO(r[k])) for k in ("scores", "temporal", "embeddings", "first_frames")}
-            for k in ("embeddings", "first_frames"):  # lists, as local scoring makes them (parquet gives arrays)
-                tables[k]["emb"] = pd.Series([np.asarray(e).tolist() for e in tables[k]["emb"]],
-                                             index=tables[k].index, dtype=object)
+            for k in ("embeddings", "first_frames"):
+                emb_as_lists(tables[k])
             write_set_chunk(Path(chunk_dir), c, SetAudit(**tables), fingerprint, a, names[a:b])
             done += b - a
             bar.update(b - a)

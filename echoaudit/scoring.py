@@ -181,12 +181,8 @@ def _score_video(engine: AuditEngine, videos, dataset, i: int, set_name: str, *,
     name = dataset.names[i]
     if latents is None:
         emb = engine.embed_frames(videos.get(i).frames[:keep])
-    elif latents.has(i):  # encoded before: no decoding, no VAE
-        emb = engine.embed_latents(latents.get(i))
-    else:
-        lat = engine.encode(videos.get(i).frames[:keep])
-        latents.put(i, lat)
-        emb = engine.embed_latents(lat)
+    else:  # encoded before: no decoding, no VAE
+        emb = engine.embed_latents(stored_latents(latents, videos, i, lambda f: engine.encode(f[:keep])))
     if frame_embeddings is not None:
         frame_embeddings[name] = emb
     frames = _stored_frames(dataset.row(i), clip, stride, len(emb))
@@ -257,6 +253,12 @@ def set_audit_fingerprint(engine: AuditEngine, dataset, set_name: str, *, index_
     }
 
 
+def emb_as_lists(df: pd.DataFrame) -> pd.DataFrame:
+    """``df["emb"]`` back as lists of floats, as scoring makes them (parquet gives arrays); in place."""
+    df["emb"] = pd.Series([np.asarray(e).tolist() for e in df["emb"]], index=df.index, dtype=object)
+    return df
+
+
 def _read_set_chunk(path: Path, fingerprint: dict, first: int, names: list[str]) -> SetAudit | None:
     """A finished chunk of videos ``names`` (from position ``first``), or None when it is
     missing, unreadable, damaged or made from other inputs."""
@@ -265,11 +267,11 @@ def _read_set_chunk(path: Path, fingerprint: dict, first: int, names: list[str])
         if info.get("fingerprint") != fingerprint or info.get("first") != first or info.get("videos") != names:
             return None
         tables = {k: pd.read_parquet(path / f) for k, f in _CHUNK_TABLES.items()}
-        for k in ("embeddings", "first_frames"):  # lists, as scoring makes them (parquet gives arrays)
+        for k in ("embeddings", "first_frames"):
             df = tables[k]
             if list(df.columns) != ["set", "video", "emb"] or df["video"].tolist() != names:
                 return None
-            df["emb"] = pd.Series([np.asarray(e).tolist() for e in df["emb"]], index=df.index, dtype=object)
+            emb_as_lists(df)
         wanted = set(names)
         if len(tables["scores"]) != info.get("score_rows") or not set(tables["scores"]["query"]) <= wanted:
             return None
